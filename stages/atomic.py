@@ -1,4 +1,4 @@
-"""Atomic writes: a crashed stage leaves either the old artefact or the new one, never half of one."""
+"""Atomic writes: a crashed stage leaves the old artefact or the new one, never half of one."""
 
 from __future__ import annotations
 

@@ -120,7 +120,11 @@ def write_outputs(rows: list[dict], summary: dict) -> None:
     with Live(dir=str(PLOTS_DIR), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         datapoints = [{"length": int(k), "tokens": v} for k, v in summary["by_length"].items()]
         live.log_plot(
-            "token_lengths", datapoints, x="length", y="tokens", template="bar_horizontal",
+            "token_lengths",
+            datapoints,
+            x="length",
+            y="tokens",
+            template="bar_horizontal",
             title="English-only token strings by length",
         )
 
@@ -151,7 +155,9 @@ def main(argv: list[str] | None = None) -> None:
         entries = vocabulary(tokenizer)
     rows, dropped = filter_vocabulary(entries, params.filter_tokens)
     if not rows:
-        raise SystemExit(f"filter_tokens: no English-only tokens found in {preset.name}'s vocabulary")
+        raise SystemExit(
+            f"filter_tokens: no English-only tokens found in {preset.name}'s vocabulary"
+        )
     summary = summarize(rows, dropped, len(entries), preset.name)
     write_outputs(rows, summary)
     print_summary(summary, console)

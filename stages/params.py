@@ -47,7 +47,9 @@ class BuildDatasetParams(Section):
     max_word_length: int = Field(14, ge=3, le=40)
     validation_words: int = Field(100, ge=1, le=100000)
     test_words: int = Field(300, ge=1, le=100000)
-    count_absent_rate: Fraction = Field(0.25, description="share of count questions about absent letters")
+    count_absent_rate: Fraction = Field(
+        0.25, description="share of count questions about absent letters"
+    )
     position_questions_per_word: int = Field(1, ge=1, le=10)
     count_questions_per_word: int = Field(1, ge=1, le=10)
 
@@ -162,8 +164,11 @@ class Params(Section):
         return value
 
 
-class ParamsError(ValueError):
-    """params.yaml is missing, malformed or invalid; the message names every bad key."""
+class ParamsError(SystemExit):
+    """params.yaml is missing, malformed or invalid; the message names every bad key.
+
+    A SystemExit, so a stage stops with the message alone (exit status 1, no traceback).
+    """
 
 
 def _describe(error: dict[str, Any]) -> str:

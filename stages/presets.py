@@ -53,7 +53,7 @@ PRESETS: dict[str, Preset] = {
         weights=QWEN3_TINY_WEIGHTS,
         family="qwen3",
         needs_cuda=False,
-        description="random tiny Qwen3 with the real Qwen3 tokenizer; exercises Qwen3 paths in tests",
+        description="random tiny Qwen3 with the real Qwen3 tokenizer: Qwen3 code paths in tests",
     ),
 }
 

