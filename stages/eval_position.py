@@ -1,0 +1,20 @@
+"""Stage `eval_position`: base vs fine-tuned on letter position and count (the transfer result).
+
+Neither task was trained; same questions for both models. Writes metrics/eval_position.json,
+data/predictions/eval_position.jsonl and dvclive/eval_position/plots/ (see stages/evaluate.py).
+"""
+
+from __future__ import annotations
+
+from stages.evaluate import STAGE_TASKS, build_parser, run_stage
+
+STAGE = "eval_position"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser(STAGE, __doc__.splitlines()[0])
+    run_stage(STAGE, STAGE_TASKS[STAGE], parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Stage `eval_spelling`: base vs fine-tuned on held-out spelling (the trained skill).
+
+Same questions for both models; writes metrics/eval_spelling.json,
+data/predictions/eval_spelling.jsonl and dvclive/eval_spelling/plots/ (see stages/evaluate.py).
+"""
+
+from __future__ import annotations
+
+from stages.evaluate import STAGE_TASKS, build_parser, run_stage
+
+STAGE = "eval_spelling"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser(STAGE, __doc__.splitlines()[0])
+    run_stage(STAGE, STAGE_TASKS[STAGE], parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
