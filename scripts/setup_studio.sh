@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Set up a fresh Lightning AI Studio (or any CUDA Linux box) for letterwise's GPU stages:
+#   1. check the GPU and its driver, and stop with a clear message on a machine without one;
+#   2. install the project into .venv with the CUDA build of the pinned torch and Unsloth,
+#      constrained by constraints-gpu.txt so the rest of the stack stays pinned;
+#   3. check, after the install, that torch sees the GPU and that Unsloth imports;
+#   4. configure the S3 DVC remote from LETTERWISE_S3_URL / AWS_* (scripts/configure_remote.py);
+#   5. smoke-check the CUDA path with qwen3-tiny (scripts/gpu_smoke.py, about a minute).
+#
+# Usage: bash scripts/setup_studio.sh [--skip-install] [--skip-smoke]
+# Environment: PYTHON (default python3), VENV (default .venv), TORCH_INDEX_URL (an extra index
+# for another CUDA build of the same torch version, e.g. https://download.pytorch.org/whl/cu126),
+# LETTERWISE_S3_URL, LETTERWISE_S3_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY (see docs/remote.md).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+skip_install=0
+skip_smoke=0
+
+# fail CODE LINE...: the first line prefixed, the rest indented under it, all on stderr.
+fail() {
+    local code=$1
+    shift
+    printf 'setup_studio: %s\n' "$1" >&2
+    shift
+    (($# == 0)) || printf '  %s\n' "$@" >&2
+    exit "$code"
+}
+
+for arg in "$@"; do
+    case $arg in
+        --skip-install) skip_install=1 ;;
+        --skip-smoke) skip_smoke=1 ;;
+        -h | --help)
+            # The header comment above is the help text.
+            while IFS= read -r line; do
+                [[ $line == "#!"* ]] && continue
+                [[ $line == "#"* ]] || break
+                line=${line#"#"}
+                printf '%s\n' "${line# }"
+            done <"$0"
+            exit 0
+            ;;
+        *) fail 2 "unknown argument: $arg (try --help)" ;;
+    esac
+done
+
+# --- 1. GPU and driver, before anything is installed ------------------------------------------
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+    fail 3 "no NVIDIA GPU: nvidia-smi is not on PATH, so this machine has no usable CUDA GPU." \
+        "On a Lightning Studio, switch the Studio to a GPU machine (L4 or A10G for qwen3-tiny" \
+        "and smollm2-135m, L40S/A100/H100 for qwen3-4b) and run this script again." \
+        "On a Mac or a CPU-only box, use 'make setup' and the CPU path instead" \
+        "(docs/lightning_studios.md)."
+fi
+if ! gpu_info=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1); then
+    fail 3 "nvidia-smi is on PATH but failed, so the NVIDIA driver is not usable here:" \
+        "$gpu_info" "Restart the Studio (or reinstall the driver on your own box) and retry."
+fi
+echo "GPU: $gpu_info"
+driver_cuda=$(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' || true)
+echo "driver supports ${driver_cuda:-an unknown CUDA version}"
+memory_mib=${gpu_info#*, }
+memory_mib=${memory_mib%% MiB*}
+if [[ $memory_mib =~ ^[0-9]+$ ]] && ((memory_mib < 15000)); then
+    echo "note: ${memory_mib} MiB of GPU memory: enough for qwen3-tiny and smollm2-135m;" \
+        "qwen3-4b (4-bit LoRA) wants 16 GB or more (docs/lightning_studios.md)."
+fi
+
+# --- 2. install ---------------------------------------------------------------------------------
+if ((skip_install == 0)); then
+    [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
+    pip=("$VENV/bin/python" -m pip)
+    extra_index=()
+    if [[ -n ${TORCH_INDEX_URL:-} ]]; then
+        extra_index=(--extra-index-url "$TORCH_INDEX_URL")
+    fi
+    echo "+ pip install (constraints-gpu.txt): .[train,s3,dev] + unsloth"
+    "${pip[@]}" install -q --upgrade pip
+    "${pip[@]}" install -q --no-deps -r requirements-assets.txt
+    # One resolve for everything, so Unsloth's caps and our pins are honoured together.
+    "${pip[@]}" install ${extra_index[@]+"${extra_index[@]}"} -c constraints-gpu.txt \
+        -e '.[train,s3,dev]' unsloth unsloth_zoo
+fi
+[[ -x $VENV/bin/python ]] || fail 4 "$VENV/bin/python not found: run without --skip-install"
+
+# --- 3. CUDA, checked after the install -----------------------------------------------------------
+"$VENV/bin/python" - <<'PY' || fail 4 "the installed torch cannot use this GPU (see above)"
+import sys
+
+import torch
+
+if not torch.cuda.is_available():
+    sys.exit(
+        f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees no GPU: a "
+        "CPU-only build, or a CUDA build newer than this driver. Set TORCH_INDEX_URL to the "
+        "PyTorch index matching 'CUDA Version' in nvidia-smi (e.g. .../whl/cu126) and rerun."
+    )
+props = torch.cuda.get_device_properties(0)
+print(
+    f"torch {torch.__version__} (CUDA {torch.version.cuda}) on {props.name}, "
+    f"{props.total_memory / 2**30:.0f} GiB, bf16={'yes' if torch.cuda.is_bf16_supported() else 'no'}"
+)
+import unsloth  # noqa: E402,F401  (fails here, not mid-training, if the GPU stack is broken)
+
+print(f"unsloth {unsloth.__version__}")
+PY
+"$VENV/bin/python" -m pip check || echo "note: pip check reports the conflicts above"
+
+# --- 4. the DVC remote ----------------------------------------------------------------------------
+if [[ -n ${LETTERWISE_S3_URL:-} ]]; then
+    "$VENV/bin/python" scripts/configure_remote.py --check
+else
+    echo "LETTERWISE_S3_URL is not set: keeping the default local remote (~/.letterwise/dvc-remote)." \
+        "For S3: export LETTERWISE_S3_URL=s3://BUCKET/PREFIX (and AWS_* or AWS_PROFILE), then" \
+        "run '$VENV/bin/python scripts/configure_remote.py --check'."
+fi
+
+# --- 5. smoke check -------------------------------------------------------------------------------
+if ((skip_smoke == 0)); then
+    HF_HUB_OFFLINE=1 "$VENV/bin/python" scripts/gpu_smoke.py
+fi
+
+cat <<EOF
+
+Studio ready. Next, in this directory:
+  source $VENV/bin/activate
+  dvc exp run --pull --allow-missing -S model=qwen3-4b   # needs Qwen/Qwen3-4B (HF cache or Hub)
+  dvc exp push origin <exp-name>                          # the exp's git ref + its outputs
+EOF
