@@ -1,0 +1,458 @@
+"""The model card (Hub README.md): metadata and prose built only from the run's own files.
+
+Every number in the card comes from `metrics/*.json`, the adapter's `letterwise.json`
+provenance, params.yaml or the publish stage's load-back result; nothing is typed by hand.
+The `model-index` holds one result per task (dataset config = task) with the fine-tuned
+model's accuracy and its 95% CI, the base model's accuracy and the paired delta.
+
+`check_card` is the offline stand-in for `ModelCard.validate()` (which asks the Hub): the
+saved README must parse with `ModelCard.load`, its `model-index` must turn back into exactly
+the `EvalResult`s it was written from, and those must round-trip through
+`eval_results_to_model_index`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+
+from stages.generation import QWEN3_SAMPLING
+from stages.modeling import HUB_IDS
+from stages.params import Params
+from stages.presets import PRESETS, Preset, resolve_preset
+
+TASK_TITLES = {
+    "spelling": "Spelling held-out words (the trained skill)",
+    "position": "Letter position (transfer, never trained)",
+    "count": "Letter count (transfer, never trained)",
+}
+# (metric type in the model-index, pretty name, (model key, field) in metrics/eval_*.json)
+CARD_METRICS: tuple[tuple[str, str, tuple[str, str]], ...] = (
+    ("accuracy", "exact-match accuracy (fine-tuned)", ("tuned", "accuracy")),
+    ("accuracy_ci95_low", "95% CI low (fine-tuned)", ("tuned", "ci_low")),
+    ("accuracy_ci95_high", "95% CI high (fine-tuned)", ("tuned", "ci_high")),
+    ("base_accuracy", "exact-match accuracy (base model)", ("base", "accuracy")),
+    ("delta_vs_base", "fine-tuned minus base, paired", ("delta", "delta")),
+    ("delta_ci95_low", "delta 95% CI low", ("delta", "ci_low")),
+    ("delta_ci95_high", "delta 95% CI high", ("delta", "ci_high")),
+    ("delta_p_value", "paired test p-value", ("delta", "p_value")),
+    ("unparseable_rate", "unparseable answers (fine-tuned)", ("tuned", "unparseable_rate")),
+    ("majority_vote_accuracy", "majority-vote accuracy", ("tuned", "majority_vote_accuracy")),
+    ("char_accuracy", "character accuracy (fine-tuned)", ("tuned", "char_accuracy")),
+    ("mean_edit_distance", "mean edit distance (fine-tuned)", ("tuned", "mean_edit_distance")),
+)  # fmt: skip
+LOCAL_DATASET_ID = "letterwise"  # dataset "type" in the model-index when no Hub dataset repo is set
+LOAD_EXAMPLE_QUESTION = "How many 'r's are in 'strawberry'?"
+
+
+class CardError(ValueError):
+    """The written model card does not parse, or does not say what it was built from."""
+
+
+# --------------------------------------------------------------------------- identities
+
+
+def base_model_id(params: Params) -> str | None:
+    """The base model's Hub id, or None when it has none (random test weights, a local dir)."""
+    preset = resolve_preset(params.model)
+    if preset.name in HUB_IDS:
+        return HUB_IDS[preset.name]
+    if preset.name in PRESETS or Path(params.model).expanduser().is_dir():
+        return None
+    return params.model
+
+
+def model_name(params: Params) -> str:
+    """The name in the model-index: the Hub repo's name, else letterwise-<preset>."""
+    if params.publish.repo_id:
+        return params.publish.repo_id.split("/", 1)[1]
+    return f"letterwise-{Path(resolve_preset(params.model).name).name}"
+
+
+def tasks_in(eval_metrics: dict[str, dict]) -> list[tuple[str, dict]]:
+    """(task, task metrics) for every task found in the eval metrics files, in a fixed order."""
+    found = {
+        task: metrics[task]
+        for metrics in eval_metrics.values()
+        for task in TASK_TITLES
+        if isinstance(metrics.get(task), dict)
+    }
+    return [(task, found[task]) for task in TASK_TITLES if task in found]
+
+
+def eval_settings(eval_metrics: dict[str, dict]) -> dict[str, Any]:
+    """split / mode / decoding / sampling shared by all eval files (the publish stage checks it)."""
+    first = next(iter(eval_metrics.values()))
+    return {
+        key: first.get(key)
+        for key in ("model", "split", "mode", "decoding", "n_samples", "sampling")
+    }
+
+
+# --------------------------------------------------------------------------- model-index
+
+
+def eval_results(params: Params, eval_metrics: dict[str, dict]) -> list[EvalResult]:
+    """One EvalResult per (task, metric) present in the metrics files; None values are left out."""
+    settings = eval_settings(eval_metrics)
+    preset = resolve_preset(params.model)
+    dataset_id = params.publish.dataset_repo_id or LOCAL_DATASET_ID
+    results = []
+    for task, metrics in tasks_in(eval_metrics):
+        for metric_type, metric_name, (model_key, field) in CARD_METRICS:
+            value = metrics.get(model_key, {}).get(field)
+            if value is None:
+                continue
+            results.append(
+                EvalResult(
+                    task_type="text-generation",
+                    task_name=TASK_TITLES[task],
+                    dataset_type=dataset_id,
+                    dataset_name=f"letterwise held-out {task} questions ({preset.name} tokenizer)",
+                    dataset_config=task,
+                    dataset_split=settings["split"],
+                    metric_type=metric_type,
+                    metric_name=metric_name,
+                    metric_value=value,
+                )
+            )
+    return results
+
+
+# --------------------------------------------------------------------------- prose
+
+
+def _num(value: float | None, digits: int = 3, sign: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _interval(low: float | None, high: float | None, sign: bool = False) -> str:
+    return f"[{_num(low, sign=sign)}, {_num(high, sign=sign)}]"
+
+
+def results_table(eval_metrics: dict[str, dict]) -> str:
+    rows = [
+        "| task | n | base accuracy [95% CI] | fine-tuned accuracy [95% CI] | delta [95% CI] | p | "
+        "unparseable base / tuned |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for task, m in tasks_in(eval_metrics):
+        base, tuned, delta = m["base"], m["tuned"], m["delta"]
+        rows.append(
+            f"| {task} | {delta['n']} "
+            f"| {_num(base['accuracy'])} {_interval(base['ci_low'], base['ci_high'])} "
+            f"| {_num(tuned['accuracy'])} {_interval(tuned['ci_low'], tuned['ci_high'])} "
+            f"| {_num(delta['delta'], sign=True)} "
+            f"{_interval(delta['ci_low'], delta['ci_high'], sign=True)} "
+            f"| {_num(delta['p_value'])} "
+            f"| {_num(base['unparseable_rate'], 2)} / {_num(tuned['unparseable_rate'], 2)} |"
+        )
+    return "\n".join(rows)
+
+
+def spelling_extras(eval_metrics: dict[str, dict]) -> str:
+    spelling = dict(tasks_in(eval_metrics)).get("spelling")
+    if not spelling or spelling["tuned"].get("char_accuracy") is None:
+        return ""
+    base, tuned = spelling["base"], spelling["tuned"]
+    return (
+        f"Spelling, character level: accuracy {_num(base.get('char_accuracy'))} (base) → "
+        f"{_num(tuned.get('char_accuracy'))} (fine-tuned); mean edit distance "
+        f"{_num(base.get('mean_edit_distance'), 2)} → {_num(tuned.get('mean_edit_distance'), 2)}.\n"
+    )
+
+
+def sampling_section(preset: Preset, mode: str, generation: dict[str, Any]) -> str:
+    written = ", ".join(f"{k}={v}" for k, v in generation.items())
+    table = "\n".join(
+        f"| {name} | {v['temperature']} | {v['top_p']} | {v['top_k']} | {v['min_p']} |"
+        for name, v in QWEN3_SAMPLING.items()
+    )
+    if preset.has_thinking_mode:
+        modes = (
+            "Qwen3 has two modes, chosen per request with the chat template's `enable_thinking` "
+            "flag. Non-thinking (`enable_thinking=False`) answers at once (the template adds an "
+            "empty `<think></think>` block; this adapter was trained on such turns). Thinking "
+            "(`enable_thinking=True`) writes a `<think>…</think>` block first; strip it before "
+            "reading the answer and give it a token budget.\n\n"
+            "Qwen's recommended sampling per mode:\n\n"
+            "| mode | temperature | top_p | top_k | min_p |\n|---|---:|---:|---:|---:|\n"
+            f"{table}\n\n"
+            "Qwen advises against greedy decoding in thinking mode (it can repeat itself).\n"
+        )
+    else:
+        modes = (
+            f"`{preset.name}` has no thinking mode; the project applies Qwen3's non-thinking "
+            "sampling recommendation to it as well.\n"
+        )
+    return (
+        f"{modes}\n`generation_config.json` in this repository carries the `{mode}` settings "
+        f"({written}), so `model.generate(**inputs)` samples as recommended. For exact "
+        "reproduction of the evaluation use greedy decoding (`do_sample=False`).\n"
+    )
+
+
+def load_section(params: Params, preset: Preset, base_id: str | None, merged: bool) -> str:
+    repo = params.publish.repo_id or "models/published"
+    thinking = ", enable_thinking=False" if preset.has_thinking_mode else ""
+    if base_id:
+        base_line = f'base = AutoModelForCausalLM.from_pretrained("{base_id}", dtype="auto")'
+    else:
+        base_line = (
+            "# no Hub base model: the letterwise pipeline builds it\n"
+            "from stages.modeling import load_base_model\n"
+            "from stages.presets import resolve_preset\n"
+            f'base, _ = load_base_model(resolve_preset("{params.model}"))'
+        )
+    text = f"""```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+{base_line}
+model = PeftModel.from_pretrained(base, "{repo}")
+tokenizer = AutoTokenizer.from_pretrained("{repo}")
+generation_config = GenerationConfig.from_pretrained("{repo}")
+
+messages = [{{"role": "user", "content": "{LOAD_EXAMPLE_QUESTION}"}}]
+prompt = tokenizer.apply_chat_template(
+    messages, tokenize=False, add_generation_prompt=True{thinking}
+)
+inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+output = model.generate(**inputs, generation_config=generation_config, max_new_tokens=64)
+print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
+"""
+    if merged:
+        text += f"""
+The `merged/` folder holds the adapter merged into the base weights (16-bit), loadable
+without peft:
+
+```python
+model = AutoModelForCausalLM.from_pretrained("{repo}", subfolder="merged", dtype="auto")
+tokenizer = AutoTokenizer.from_pretrained("{repo}", subfolder="merged")
+```
+"""
+    return text
+
+
+def load_back_sentence(load_back: dict[str, Any]) -> str:
+    reference = (
+        "the evaluation's own greedy outputs"
+        if load_back["reference"] == "eval_predictions"
+        else "a fresh greedy generation by the trained adapter (the evaluation sampled)"
+    )
+    text = (
+        f"The publish stage loaded this folder as shown below and re-answered "
+        f"{load_back['questions']} held-out questions greedily: {load_back['matches']} of them "
+        f"matched {reference} exactly (match rate {_num(load_back['match_rate'])})."
+    )
+    merged = load_back.get("merged")
+    if merged:
+        text += (
+            f" The merged 16-bit weights matched {merged['matches']} of {merged['questions']} "
+            "(16-bit rounding may flip near-tied tokens, so this is reported, not required)."
+        )
+    return text + "\n"
+
+
+def model_card(
+    params: Params,
+    *,
+    provenance: dict[str, Any],
+    eval_metrics: dict[str, dict],
+    train_metrics: dict[str, Any],
+    data_metrics: dict[str, Any],
+    token_metrics: dict[str, Any],
+    generation: dict[str, Any],
+    load_back: dict[str, Any],
+    merged: bool,
+) -> ModelCard:
+    """The model card for the published folder; every value is read from the arguments."""
+    preset = resolve_preset(params.model)
+    base_id = base_model_id(params)
+    settings = eval_settings(eval_metrics)
+    tags = ["letterwise", "lora", "peft", "spelling", "character-level", "tokenization"]
+    if preset.family != "generic":
+        tags.append(preset.family)
+    data = ModelCardData(
+        base_model=base_id,
+        library_name="peft",
+        license=params.publish.license,
+        language=["en"],
+        pipeline_tag="text-generation",
+        tags=tags,
+        datasets=[params.publish.dataset_repo_id] if params.publish.dataset_repo_id else None,
+        metrics=["accuracy"],
+        model_name=model_name(params),
+        eval_results=eval_results(params, eval_metrics),
+    )
+
+    train = provenance["train_params"]
+    lora = train["lora"]
+    sizes = data_metrics["sizes"]
+    leak = data_metrics["leakage"]
+    base_text = (
+        f"[`{base_id}`](https://huggingface.co/{base_id})"
+        if base_id
+        else f"`{params.model}` ({preset.description})"
+    )
+    random_warning = (
+        "\n> **Test artefact.** The base model has random weights (a tiny Qwen3 built by the "
+        "pipeline's test preset); its numbers exercise the pipeline and say nothing about "
+        "spelling.\n"
+        if preset.name == "qwen3-tiny"
+        else ""
+    )
+    dataset_ref = (
+        f"[`{params.publish.dataset_repo_id}`](https://huggingface.co/datasets/"
+        f"{params.publish.dataset_repo_id})"
+        if params.publish.dataset_repo_id
+        else "the `dataset/` folder published beside this one"
+    )
+    sampling = settings["sampling"] or {}
+    decoding = settings["decoding"]
+    if decoding == "sampled":
+        decoding += (
+            f" (temperature {sampling.get('temperature')}, top_p {sampling.get('top_p')}, "
+            f"top_k {sampling.get('top_k')}, min_p {sampling.get('min_p')}, "
+            f"{settings['n_samples']} sample(s) per question, seed {sampling.get('seed')})"
+        )
+    ci_text = (
+        "95% CIs: Wilson for accuracy, paired bootstrap over questions for the delta"
+        if settings["n_samples"] == 1
+        else "95% CIs: bootstrap over questions (mean accuracy of the samples) and paired "
+        "bootstrap for the delta"
+    )
+    tests = ", ".join(sorted({m["delta"].get("test", "?") for _, m in tasks_in(eval_metrics)}))
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(provenance.get("versions", {}).items()))
+    final_loss = provenance.get("final_loss")
+    steps = provenance.get("final_step", train_metrics.get("steps"))
+
+    body = f"""
+# {model_name(params)}: a LoRA adapter that spells its own tokens
+{random_warning}
+## What it is
+A LoRA adapter for {base_text}, fine-tuned **only** to spell the English-letter tokens of its
+own vocabulary ("Spell 'berry'" → "b e r r y"). It is the artefact of the letterwise
+experiment: does knowing the letters inside tokens **transfer** to letter-position ("What is
+the 3rd letter of 'X'?") and letter-count ("How many 'r's are in 'X'?") questions that were
+never trained? Evaluated on held-out English words, base vs fine-tuned on the same questions.
+
+## Intended use and limits
+- For research on tokenization and character-level knowledge; not a general assistant.
+- Trained on single-word spelling prompts; behaviour on other tasks is whatever the base
+  model does, possibly worse.
+- Scores are for lowercase English words of {params.build_dataset.min_word_length}–\
+{params.build_dataset.max_word_length} letters, in `{settings["mode"]}` mode; other lengths,
+  languages, casing or modes are untested.
+- Small evaluation sets give wide confidence intervals: read the intervals, not only the
+  point estimates.
+
+## Results
+Held-out `{settings["split"]}` split, `{settings["mode"]}` mode, {decoding} decoding; exact match
+after the task's tolerant parser; {ci_text}; p from the paired test ({tests}).
+
+{results_table(eval_metrics)}
+
+{spelling_extras(eval_metrics)}
+Breakdowns by word length, letter position, true count and word-frequency band are in
+`metrics/eval_spelling.json` and `metrics/eval_position.json` in this repository.
+
+{load_back_sentence(load_back)}
+## Training data
+Spelling only: {data_metrics["training_strings"]:,} strings drawn from the
+{data_metrics["token_subset_strings"]:,} English-only strings of the tokenizer vocabulary
+({token_metrics.get("kept_tokens", 0):,} of {token_metrics.get("vocab_size", 0):,} tokens are
+ASCII letters only once the leading-space marker is removed), {sizes["train"]["total"]:,}
+training examples in several phrasings and answer formats. Evaluation words never occur among
+the training strings (leaked words: {leak["leaked_words"]}; checked by code), and
+{leak["multi_token_share"]:.0%} of them are split by the tokenizer into at least two tokens.
+The data and its card: {dataset_ref}.
+
+## Training procedure
+| setting | value |
+|---|---|
+| backend / device | {provenance.get("backend")} / {provenance.get("device")} |
+| LoRA | r={lora["r"]}, alpha={lora["alpha"]}, dropout={lora["dropout"]}, \
+targets {", ".join(lora["target_modules"])} |
+| optimizer | learning rate {train["learning_rate"]}, {train["lr_scheduler"]} schedule, \
+warmup ratio {train["warmup_ratio"]}, weight decay {train["weight_decay"]} |
+| batch | {train["batch_size"]} × {train["grad_accum"]} gradient accumulation |
+| steps | {steps} (max_steps {train["max_steps"]}, epochs {train["epochs"]}) |
+| max sequence length | {train["max_seq_length"]} tokens |
+| loss | on the answer only (prompt and empty think block masked); final loss \
+{_num(final_loss, 4)} |
+| examples | {provenance.get("dataset", {}).get("examples")} \
+(sha256 {provenance.get("dataset", {}).get("fingerprint")}) |
+| seed | {provenance.get("seed")} |
+| wall time | {_num(provenance.get("train_seconds"), 1)} s |
+| trainable parameters | {provenance.get("trainable_params"):,} of \
+{provenance.get("total_params"):,} |
+| libraries | {versions} |
+
+## Modes and sampling
+{sampling_section(preset, settings["mode"], generation)}
+## How to load it
+{load_section(params, preset, base_id, merged)}
+Built by the `publish` stage of the letterwise DVC pipeline from `metrics/*.json`,
+`letterwise.json` (training provenance) and `params.yaml`.
+"""
+    content = f"---\n{data.to_yaml()}\n---\n{body}"
+    return ModelCard(content)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _front_matter(text: str) -> dict[str, Any]:
+    if not text.startswith("---\n"):
+        raise CardError("README.md does not start with a YAML metadata block ('---')")
+    end = text.find("\n---\n", 4)
+    if end < 0:
+        raise CardError("README.md's YAML metadata block is not closed by '---'")
+    try:
+        meta = yaml.safe_load(text[4:end])
+    except yaml.YAMLError as exc:
+        raise CardError(f"README.md metadata is not valid YAML: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CardError("README.md metadata is not a mapping")
+    return meta
+
+
+def check_card(
+    readme: Path, expected: list[EvalResult], name: str, base_model: str | None
+) -> ModelCard:
+    """Offline validation of a written card; raises CardError naming what is wrong."""
+    meta = _front_matter(Path(readme).read_text(encoding="utf-8"))
+    for key in ("license", "library_name", "language", "pipeline_tag", "tags", "model-index"):
+        if key not in meta:
+            raise CardError(f"README.md metadata lacks `{key}`")
+    if meta.get("base_model") != base_model:
+        raise CardError(
+            f"README.md base_model is {meta.get('base_model')!r}, expected {base_model!r}"
+        )
+    try:
+        card = ModelCard.load(Path(readme))
+        parsed_name, parsed = model_index_to_eval_results(meta["model-index"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CardError(f"README.md does not parse as a model card: {exc}") from None
+    if parsed_name != name or card.data.model_name != name:
+        raise CardError(f"model-index name is {parsed_name!r}, expected {name!r}")
+    if card.data.eval_results != expected or parsed != expected:
+        got = {(r.dataset_config, r.metric_type): r.metric_value for r in parsed}
+        want = {(r.dataset_config, r.metric_type): r.metric_value for r in expected}
+        diff = {
+            k: (got.get(k), want.get(k))
+            for k in got.keys() | want.keys()
+            if got.get(k) != want.get(k)
+        }
+        raise CardError(f"model-index does not hold the metrics it was built from: {diff}")
+    if eval_results_to_model_index(name, parsed) != meta["model-index"]:
+        raise CardError("model-index does not round-trip through eval_results_to_model_index")
+    return card
