@@ -1,0 +1,401 @@
+"""Batched generation for evaluation: one engine for eval_spelling, eval_position and publish.
+
+Eval throughput on a CPU comes from batching: a 135M model spends most of a one-prompt decode
+step in per-call overhead, so decoding 32-64 prompts per step costs little more than one. To keep
+padding (wasted compute) small, prompts are sorted by token count before batching and the
+results are put back in input order. Left padding keeps every prompt's last token at the end of
+the row, which is where decoding continues from.
+
+The callers render prompts with `stages.chat.prompt_text`, so the chat template has already
+added any special tokens: we tokenize with `add_special_tokens=False`. Completions come back as
+raw text (a thinking block included); the tasks' parsers strip it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+from stages.params import EvalParams
+
+# Qwen3 model card, "Best Practices": the recommended sampling per mode. Used for every model
+# (non-Qwen3 presets only run non-thinking) whenever params leave a value null.
+QWEN3_SAMPLING: dict[str, dict[str, float | int]] = {
+    "thinking": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0},
+    "non-thinking": {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0},
+}
+
+TASKS = ("spelling", "position", "count")
+# Room for wrapper text around the answer ("The spelling of 'cat' is: ..."), so a chatty base
+# model's answer is not cut off before the parser can find it.
+ANSWER_SLACK_TOKENS = 16
+END_OF_TURN = "<|im_end|>"  # ChatML end of turn (Qwen3, SmolLM2); often not the tokenizer's eos
+# On CPU, finished rows leave the batch every this many decoding steps (see _decode_batch).
+ROUND_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class Sampling:
+    decoding: str  # "greedy" | "sampled"
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    min_p: float | None
+    n_samples: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.decoding not in ("greedy", "sampled"):
+            raise ValueError(f"decoding must be 'greedy' or 'sampled', got {self.decoding!r}")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
+        if self.decoding == "greedy" and self.n_samples != 1:
+            raise ValueError("greedy decoding gives one answer per prompt; n_samples must be 1")
+        if self.decoding == "sampled":
+            missing = [
+                name
+                for name in ("temperature", "top_p", "top_k", "min_p")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"sampled decoding needs explicit values for {missing}")
+
+
+def sampling_for(eval_params: EvalParams) -> Sampling:
+    """The decoding settings for an eval run: explicit params win, null means the mode's default."""
+    if eval_params.decoding == "greedy":
+        # Greedy is argmax: sampling knobs have no effect, so carry none (nothing to warn about).
+        return Sampling("greedy", None, None, None, None, n_samples=1, seed=eval_params.seed)
+    recommended = QWEN3_SAMPLING[eval_params.mode]
+
+    def pick(name: str) -> Any:
+        value = getattr(eval_params, name)
+        return recommended[name] if value is None else value
+
+    return Sampling(
+        decoding="sampled",
+        temperature=float(pick("temperature")),
+        top_p=float(pick("top_p")),
+        top_k=int(pick("top_k")),
+        min_p=float(pick("min_p")),
+        n_samples=eval_params.n_samples,
+        seed=eval_params.seed,
+    )
+
+
+def max_new_tokens_for(task: str, word_length: int, *, thinking: bool, thinking_budget: int) -> int:
+    """A generation budget that fits the expected answer for this task and word, plus slack.
+
+    Spelling writes every letter with a separator (up to ~2 tokens a letter); position and count
+    answer with a letter or a number, but models often restate the word around it. Thinking mode
+    adds the thinking budget in front of the answer.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if word_length < 1:
+        raise ValueError(f"word_length must be >= 1, got {word_length}")
+    if thinking and thinking_budget < 1:
+        raise ValueError(f"thinking_budget must be >= 1, got {thinking_budget}")
+    if task == "spelling":
+        answer = 2 * word_length + ANSWER_SLACK_TOKENS
+    else:
+        answer = word_length + ANSWER_SLACK_TOKENS
+    return answer + (thinking_budget if thinking else 0)
+
+
+def majority_vote(answers: list[str | None]) -> str | None:
+    """The most common parsed answer (None = unparseable, never a vote); ties go to the earliest."""
+    counts = Counter(answer for answer in answers if answer is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(answer for answer in answers if answer is not None and counts[answer] == best)
+
+
+def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
+    """Every id that ends a turn: the chat end-of-turn marker, the tokenizer's eos, and the
+    model's own generation_config eos ids (Qwen3 lists <|endoftext|> there too)."""
+    ids: list[int] = []
+    model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for eos in (tokenizer.eos_token_id, model_eos):
+        if eos is not None:
+            ids.extend(eos if isinstance(eos, list) else [eos])
+    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
+        ids.append(end_of_turn)
+    if not ids:
+        raise ValueError("the tokenizer has neither an eos token nor <|im_end|>; cannot stop")
+    return sorted(set(ids))
+
+
+class _PerRowBudget(StoppingCriteria):
+    """Stops each row at its own max_new_tokens, so a batch can mix budgets.
+
+    A row that stops early is padded by generate() and ignored; generate() returns once every
+    row has hit its budget or an end token.
+    """
+
+    def __init__(self, prompt_length: int, budgets: torch.Tensor):
+        self.prompt_length = prompt_length
+        self.budgets = budgets
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        generated = input_ids.shape[1] - self.prompt_length
+        return generated >= self.budgets
+
+
+def _generation_config(
+    sampling: Sampling, max_new_tokens: int, eos_ids: list[int], pad_id: int, copies: int
+) -> GenerationConfig:
+    """A complete config per call, never the model defaults (Qwen3 ships the thinking ones)."""
+    common: dict[str, Any] = dict(
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_ids,
+        pad_token_id=pad_id,
+        use_cache=True,
+        num_beams=1,
+        num_return_sequences=copies,
+        repetition_penalty=1.0,
+        return_dict_in_generate=True,  # hands back the KV cache, to continue from it
+    )
+    if sampling.decoding == "greedy":
+        # Neutral values set explicitly, so model-default sampling knobs raise no greedy warning.
+        return GenerationConfig(do_sample=False, temperature=1.0, top_p=1.0, top_k=50, **common)
+    return GenerationConfig(
+        do_sample=True,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,  # 0 disables top-k
+        min_p=sampling.min_p or None,  # 0 disables min-p; None skips the no-op processor
+        **common,
+    )
+
+
+def _batch_seed(seed: int, batch_index: int) -> int:
+    """A deterministic, well-spread seed per batch, so batches do not share a random stream."""
+    return (seed * 1_000_003 + batch_index * 7_919 + 1) % (2**63 - 1)
+
+
+def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, width - len(row) :] = 1
+    return input_ids, attention_mask
+
+
+def shared_prefix_length(rows: list[list[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own."""
+    limit = min(len(row) for row in rows) - 1
+    length = 0
+    while length < limit and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return length
+
+
+def reuses_cache(model: Any) -> bool:
+    """Whether to use the CPU savings below (shared prefix, dropping finished rows): on CPU.
+
+    A CPU decode step costs in proportion to the rows in it, so rows that need no computing
+    are worth removing. On CUDA a step costs about the same for 1 or 64 rows, and Unsloth's
+    patched generate() manages its own cache, so there one plain generate() call per batch.
+    """
+    return model.device.type == "cpu"
+
+
+def _batch_inputs(
+    model: Any, rows: list[list[int]], pad_id: int, copies: int, share_prefix: bool
+) -> dict[str, Any]:
+    """generate() inputs for one batch: left-padded ids and mask, maybe a shared-prefix KV cache.
+
+    Chat-rendered prompts share their opening (the template header and any system prompt: 24
+    of SmolLM2's ~50 prompt tokens). With `share_prefix` that prefix runs through the model
+    once, its KV cache is repeated for every row, and rows are laid out as
+    [prefix | left padding | own tokens]. Position ids come from the attention mask, so every
+    token keeps the position it has in its unpadded prompt.
+    """
+    prefix = shared_prefix_length(rows) if share_prefix and len(rows) > 1 else 0
+    suffix_ids, suffix_mask = _left_padded([row[prefix:] for row in rows], pad_id)
+    if prefix == 0:
+        return {"input_ids": suffix_ids, "attention_mask": suffix_mask, "past_key_values": None}
+    prefix_ids = torch.tensor([rows[0][:prefix]], dtype=torch.long)
+    cache = model(input_ids=prefix_ids.to(model.device), use_cache=True).past_key_values
+    cache.batch_repeat_interleave(len(rows) * copies)  # generate() repeats rows, not the cache
+    prefix_mask = torch.ones((len(rows), prefix), dtype=torch.long)
+    return {
+        "input_ids": torch.cat([prefix_ids.expand(len(rows), -1), suffix_ids], dim=1),
+        "attention_mask": torch.cat([prefix_mask, suffix_mask], dim=1),
+        "past_key_values": cache,
+    }
+
+
+def _completion_ids(generated: list[int], budget: int, eos_ids: set[int]) -> list[int]:
+    """Cut a generated row at its own budget and at its first end token (padding follows it)."""
+    generated = generated[:budget]
+    for i, token in enumerate(generated):
+        if token in eos_ids:
+            return generated[:i]
+    return generated
+
+
+def _decode_batch(
+    model: Any,
+    inputs: dict[str, Any],
+    budgets: list[int],
+    sampling: Sampling,
+    eos_ids: list[int],
+    pad_id: int,
+    round_tokens: int | None,
+) -> list[list[int]]:
+    """New token ids for every row of a batch (each prompt's samples next to each other).
+
+    With `round_tokens`, generate() runs that many steps at a time; rows that finished (an end
+    token, or their budget) leave the batch between rounds, and the rest continue from the
+    same KV cache. A base model's answers vary from 3 to 30+ tokens, so a single call would
+    keep computing finished rows until the longest one ends. Greedy outputs are the same
+    either way: every live row sees exactly the tokens it would have seen.
+    """
+    device = model.device
+    n = sampling.n_samples
+    width = inputs["input_ids"].shape[1]  # generated tokens are counted from here
+    row_budgets = torch.tensor(budgets).repeat_interleave(n)  # rows i*n .. i*n+n-1 = prompt i
+    eos_set = set(eos_ids)
+    finished: dict[int, list[int]] = {}
+    live = torch.arange(len(row_budgets))  # rows still generating, by their index in the batch
+    input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
+    cache, copies = inputs["past_key_values"], n  # the first call repeats each prompt n times
+    while len(live):
+        done = input_ids.shape[1] - width
+        remaining = int(row_budgets[live].max()) - done
+        step = remaining if round_tokens is None else min(round_tokens, remaining)
+        stopping = StoppingCriteriaList([_PerRowBudget(width, row_budgets[live].to(device))])
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            past_key_values=cache,
+            generation_config=_generation_config(sampling, step, eos_ids, pad_id, copies),
+            stopping_criteria=stopping,
+        )
+        sequences = output.sequences.cpu()
+        keep = []
+        for j, row in enumerate(live.tolist()):
+            new = sequences[j, width:].tolist()
+            budget = int(row_budgets[row])
+            if len(new) >= budget or eos_set.intersection(new):
+                finished[row] = _completion_ids(new, budget, eos_set)
+            else:
+                keep.append(j)
+        if not keep:
+            break
+        # Continue the unfinished rows: their full sequences, mask and cache rows.
+        index = torch.tensor(keep)
+        attention_mask = attention_mask.repeat_interleave(copies, dim=0)
+        grown = sequences.shape[1] - attention_mask.shape[1]
+        attention_mask = torch.cat([attention_mask, torch.ones(len(sequences), grown).long()], 1)
+        attention_mask, input_ids, live = attention_mask[index], sequences[index], live[index]
+        cache = output.past_key_values
+        cache.batch_select_indices(index.to(device))
+        copies = 1
+    return [finished[row] for row in range(len(row_budgets))]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("questions"),
+        TimeElapsedColumn(),
+    )
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int | list[int],
+    sampling: Sampling,
+    batch_size: int,
+    description: str = "generating",
+    reuse_cache: bool | None = None,
+) -> list[list[str]]:
+    """`sampling.n_samples` completions for every prompt, in the prompts' original order.
+
+    Prompts must already be chat-rendered. `max_new_tokens` is one budget for all prompts or one
+    per prompt. Completions are decoded with special tokens removed, otherwise raw.
+    `reuse_cache`: compute each batch's shared prompt prefix once and drop finished rows every
+    ROUND_TOKENS steps (None = on CPU only, see `reuses_cache`).
+    """
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError("prompts must be a list of strings (already chat-rendered)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(max_new_tokens, int):
+        budgets = [max_new_tokens] * len(prompts)
+    else:
+        budgets = list(max_new_tokens)
+    if len(budgets) != len(prompts):
+        raise ValueError(f"got {len(budgets)} max_new_tokens values for {len(prompts)} prompts")
+    if any(not isinstance(b, int) or b < 1 for b in budgets):
+        raise ValueError(f"every max_new_tokens must be an int >= 1, got {sorted(set(budgets))}")
+    if not prompts:
+        return []
+
+    eos_ids = stop_token_ids(tokenizer, model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    token_rows = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    if any(len(row) == 0 for row in token_rows):
+        raise ValueError("an empty prompt cannot be continued: every prompt needs a token")
+
+    # Sort by (budget, length): rows of one batch share a length (little padding) and a budget
+    # (no row waits on a much longer one). Python's sort is stable, so ties keep input order.
+    order = sorted(range(len(prompts)), key=lambda i: (budgets[i], len(token_rows[i])))
+    n = sampling.n_samples
+    results: list[list[str]] = [[] for _ in prompts]
+    reuse = reuses_cache(model) if reuse_cache is None else reuse_cache
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), _progress() as progress:
+            bar = progress.add_task(description, total=len(prompts))
+            for batch_index, start in enumerate(range(0, len(order), batch_size)):
+                members = order[start : start + batch_size]
+                with torch.random.fork_rng(devices=_rng_devices(model.device)):
+                    # Seeded per batch: reproducible for a fixed seed and batch composition,
+                    # and the caller's global random state is left as it was.
+                    torch.manual_seed(_batch_seed(sampling.seed, batch_index))
+                    inputs = _batch_inputs(
+                        model, [token_rows[i] for i in members], pad_id, n, reuse
+                    )
+                    new_tokens = _decode_batch(
+                        model,
+                        inputs,
+                        [budgets[i] for i in members],
+                        sampling,
+                        eos_ids,
+                        pad_id,
+                        ROUND_TOKENS if reuse else None,
+                    )
+                for j, prompt_index in enumerate(members):
+                    results[prompt_index] = [
+                        tokenizer.decode(row, skip_special_tokens=True)
+                        for row in new_tokens[j * n : (j + 1) * n]
+                    ]
+                progress.advance(bar, len(members))
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _rng_devices(device: torch.device) -> list[Any]:
+    """Devices whose RNG fork_rng must save/restore: the CUDA device when there is one."""
+    return [device] if device.type == "cuda" else []
