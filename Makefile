@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # Stage commands call `python`: put the venv first on PATH so they find it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup setup-data repro test lint bench clean-venv
+.PHONY: setup setup-data repro test test-all lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -26,8 +26,12 @@ $(STAMP): pyproject.toml constraints.txt constraints-cpu.txt requirements-assets
 repro: setup
 	dvc repro
 
+# The default suite (what CI runs, docs test included); `make test-all` adds the slow tests.
 test: setup
 	pytest
+
+test-all: setup
+	pytest -m "slow or not slow"
 
 lint: setup
 	ruff check stages tests scripts

@@ -40,13 +40,13 @@ class FilterTokensParams(Section):
 class BuildDatasetParams(Section):
     examples_per_token: int = Field(2, ge=1, le=16, description="training phrasings per string")
     max_train_tokens: int | None = Field(
-        3000, ge=1, description="cap on distinct training strings; null = the whole subset"
+        2000, ge=1, description="cap on distinct training strings; null = the whole subset"
     )
     word_pool: int = Field(40000, ge=1000, le=500000, description="top-N wordfreq words scanned")
     min_word_length: int = Field(4, ge=2, le=30)
     max_word_length: int = Field(14, ge=3, le=40)
     validation_words: int = Field(100, ge=1, le=100000)
-    test_words: int = Field(300, ge=1, le=100000)
+    test_words: int = Field(200, ge=1, le=100000)
     count_absent_rate: Fraction = Field(
         0.25, description="share of count questions about absent letters"
     )
@@ -84,16 +84,16 @@ class LoraParams(Section):
 class TrainParams(Section):
     backend: Literal["auto", "transformers", "unsloth"] = "auto"
     lora: LoraParams = LoraParams()
-    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: Fraction = 0.05
+    warmup_ratio: Fraction = 0.1
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
-    max_steps: int = Field(200, ge=-1, description="-1 = train for `epochs` epochs")
+    max_steps: int = Field(40, ge=-1, description="-1 = train for `epochs` epochs")
     epochs: float = Field(1.0, gt=0.0, le=100.0)
-    batch_size: int = Field(16, ge=1, le=1024)
+    batch_size: int = Field(8, ge=1, le=1024)
     grad_accum: int = Field(1, ge=1, le=1024)
     max_seq_length: int = Field(128, ge=16, le=32768)
-    save_steps: int = Field(50, ge=1, description="checkpoint every N steps (resume point)")
+    save_steps: int = Field(10, ge=1, description="checkpoint every N steps (resume point)")
     load_in_4bit: bool = Field(True, description="4-bit base weights (Unsloth backend only)")
     threads: int | None = Field(None, ge=1, le=512, description="CPU threads; null = all")
 
@@ -115,9 +115,9 @@ class EvalParams(Section):
     min_p: Fraction | None = None
     n_samples: int = Field(1, ge=1, le=64, description="samples per question (sampled decoding)")
     thinking_budget: int = Field(512, ge=16, le=32768, description="max new tokens when thinking")
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int = Field(64, ge=1, le=4096)
     max_questions: int | None = Field(
-        300, ge=1, description="per task, from the start of the split; null = all"
+        200, ge=1, description="per task, from the start of the split; null = all"
     )
     seed: int = Field(0, ge=0)
 

@@ -320,12 +320,12 @@ def greedy(params: Params) -> Any:
 def replay_indices(rows: list[dict], tokenizer: Any, params: Params, at_least: int) -> list[int]:
     """Rows forming the eval's first whole batches, at least `at_least` rows, in file order.
 
-    generation.generate sorts prompts by (token budget, prompt length), stably, and cuts the
-    sorted list into batches of eval.batch_size. A prefix of that order, passed back in file
-    order with the same batch size, is cut into exactly the same batches again.
+    generation.generate batches prompts in `batch_order` (token budget, then prompt length,
+    stably) in batches of eval.batch_size. A prefix of that order, passed back in file order
+    with the same batch size, is cut into exactly the same batches again.
     """
     from stages.chat import prompt_text
-    from stages.generation import max_new_tokens_for
+    from stages.generation import batch_order, max_new_tokens_for
 
     thinking = params.eval.mode == "thinking"
     prompts = [prompt_text(tokenizer, row["question"], thinking=thinking) for row in rows]
@@ -339,7 +339,7 @@ def replay_indices(rows: list[dict], tokenizer: Any, params: Params, at_least: i
         for row in rows
     ]
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(rows)), key=lambda i: (budgets[i], lengths[i]))
+    order = batch_order(budgets, lengths)
     batch = params.eval.batch_size
     take = math.ceil(min(at_least, len(rows)) / batch) * batch
     return sorted(order[:take])

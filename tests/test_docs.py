@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -43,7 +42,9 @@ def test_every_bash_block_is_marked(doc):
 
 
 def runnable_blocks() -> list[tuple[str, str]]:
-    return [(doc, body) for doc in DOCS for marker, body in bash_blocks(doc) if marker == "runnable"]
+    return [
+        (doc, body) for doc in DOCS for marker, body in bash_blocks(doc) if marker == "runnable"
+    ]
 
 
 def test_some_blocks_are_runnable():
@@ -51,7 +52,6 @@ def test_some_blocks_are_runnable():
     assert {"README.md", "docs/experiment_reproduction.md"} <= docs_with_runs
 
 
-@pytest.mark.slow
 def test_runnable_blocks_run_in_a_fresh_clone(tmp_path):
     clone = fresh_clone(tmp_path / "clone")
     set_params(clone, TINY)
@@ -61,14 +61,20 @@ def test_runnable_blocks_run_in_a_fresh_clone(tmp_path):
         "PATH": VENV_BIN + os.pathsep + os.environ["PATH"],
         "HF_HUB_OFFLINE": "1",
         "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "docs", "GIT_AUTHOR_EMAIL": "docs@test",
-        "GIT_COMMITTER_NAME": "docs", "GIT_COMMITTER_EMAIL": "docs@test",
+        "GIT_AUTHOR_NAME": "docs",
+        "GIT_AUTHOR_EMAIL": "docs@test",
+        "GIT_COMMITTER_NAME": "docs",
+        "GIT_COMMITTER_EMAIL": "docs@test",
     }
     steps = [("setup", "dvc repro\n"), *runnable_blocks()]
     for doc, body in steps:
         result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", body], cwd=clone, env=env,
-            capture_output=True, text=True, timeout=900,
+            ["bash", "-euo", "pipefail", "-c", body],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert result.returncode == 0, (
             f"{doc} block failed:\n{body}\n--- stdout\n{result.stdout[-3000:]}"

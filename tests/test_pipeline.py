@@ -22,7 +22,10 @@ def fresh_clone(destination: Path) -> Path:
     """The repo's tracked and unignored files (what a fresh clone holds), as a new git repo."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     for name in filter(None, listed):
         source = REPO_ROOT / name
@@ -37,16 +40,25 @@ def fresh_clone(destination: Path) -> Path:
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     return subprocess.run(
         ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
     ).stdout
 
 
 def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"],
-           "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
+    env = {
+        **os.environ,
+        "PATH": VENV_BIN + os.pathsep + os.environ["PATH"],
+        "HF_HUB_OFFLINE": "1",
+        "DVC_NO_ANALYTICS": "1",
+    }
     result = subprocess.run(
         [str(Path(VENV_BIN) / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True
     )
@@ -74,3 +86,59 @@ def test_data_stages_repro_offline_then_noop(model, tmp_path):
     # DVC keeps the outputs out of git.
     ignored = (clone / "data/.gitignore").read_text()
     assert "/tokens" in ignored and "/dataset" in ignored
+
+
+TINY_RUN = {
+    "model": "qwen3-tiny",
+    "build_dataset": {"max_train_tokens": 60, "validation_words": 6, "test_words": 12},
+    "train": {"max_steps": 4, "batch_size": 4, "save_steps": 2, "max_seq_length": 96},
+    "eval": {"max_questions": 6, "batch_size": 8},
+    "publish": {"load_back_questions": 2},
+}
+
+
+def declared_outputs(clone: Path) -> list[str]:
+    """Every out, metric and plot file that dvc.yaml declares."""
+    spec = yaml.safe_load((clone / "dvc.yaml").read_text())
+    paths = []
+    for stage in spec["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                paths.append(next(iter(entry)) if isinstance(entry, dict) else entry)
+    paths += [next(iter(entry)) for entry in spec.get("plots", [])]
+    return paths
+
+
+@pytest.mark.slow
+def test_full_pipeline_on_qwen3_tiny_then_noop(tmp_path):
+    clone = fresh_clone(tmp_path)
+    set_params(clone, TINY_RUN)
+    git(clone, "commit", "-qam", "tiny run")
+    first = dvc(clone, "repro")
+    for stage in (
+        "filter_tokens",
+        "build_dataset",
+        "train",
+        "eval_spelling",
+        "eval_position",
+        "publish",
+    ):
+        assert f"Running stage '{stage}'" in first.stdout
+    missing = [p for p in declared_outputs(clone) if not (clone / p).exists()]
+    assert not missing, f"declared but not produced: {missing}"
+    for task_file, tasks in (
+        ("eval_spelling", ["spelling"]),
+        ("eval_position", ["position", "count"]),
+    ):
+        metrics = json.loads((clone / f"metrics/{task_file}.json").read_text())
+        for task in tasks:
+            for side in ("base", "tuned"):
+                assert metrics[task][side]["n"] == TINY_RUN["eval"]["max_questions"]
+                assert 0.0 <= metrics[task][side]["accuracy"] <= 1.0
+            assert 0.0 <= metrics[task]["delta"]["p_value"] <= 1.0
+    assert (clone / "models/published/README.md").exists()
+    assert json.loads((clone / "metrics/train.json").read_text())["steps"] == 4
+    again = dvc(clone, "repro")
+    assert "Running stage" not in again.stdout, again.stdout
+    status = dvc(clone, "status")
+    assert "up to date" in status.stdout
