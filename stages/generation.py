@@ -1,10 +1,15 @@
 """Batched generation for evaluation: one engine for eval_spelling, eval_position and publish.
 
-Eval throughput on a CPU comes from batching: a 135M model spends most of a one-prompt decode
-step in per-call overhead, so decoding 32-64 prompts per step costs little more than one. To keep
-padding (wasted compute) small, prompts are sorted by token count before batching and the
-results are put back in input order. Left padding keeps every prompt's last token at the end of
-the row, which is where decoding continues from.
+Throughput comes from batching. A one-prompt decode step is dominated by reading the weights
+and per-call overhead, so a step over 64 prompts costs a few times one prompt's step, not 64
+times (SmolLM2-135M on one CPU thread: ~0.08 s vs ~0.44 s). Prompts are sorted by token count
+before batching so rows need little padding, and results are put back in input order. Left
+padding keeps every prompt's last token at the end of its row, where decoding continues.
+
+On CPU, where every row of a step costs compute, two more savings apply (`reuses_cache`): a
+batch's shared prompt prefix (chat header, system prompt) is computed once, and rows that have
+finished leave the batch every ROUND_TOKENS steps. `scripts/bench_generation.py` measures the
+result against one-at-a-time `model.generate` and checks the outputs are the same.
 
 The callers render prompts with `stages.chat.prompt_text`, so the chat template has already
 added any special tokens: we tokenize with `add_special_tokens=False`. Completions come back as
@@ -259,8 +264,8 @@ def _decode_batch(
     With `round_tokens`, generate() runs that many steps at a time; rows that finished (an end
     token, or their budget) leave the batch between rounds, and the rest continue from the
     same KV cache. A base model's answers vary from 3 to 30+ tokens, so a single call would
-    keep computing finished rows until the longest one ends. Greedy outputs are the same
-    either way: every live row sees exactly the tokens it would have seen.
+    keep computing finished rows until the longest one ends. Each live row computes exactly
+    what it would in one call; only the batch shape changes (floating-point noise at most).
     """
     device = model.device
     n = sampling.n_samples
@@ -276,12 +281,14 @@ def _decode_batch(
         remaining = int(row_budgets[live].max()) - done
         step = remaining if round_tokens is None else min(round_tokens, remaining)
         stopping = StoppingCriteriaList([_PerRowBudget(width, row_budgets[live].to(device))])
+        # No cache argument at all unless there is one: Unsloth's patched generate() builds its own.
+        continuing = {} if cache is None else {"past_key_values": cache}
         output = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
-            past_key_values=cache,
             generation_config=_generation_config(sampling, step, eos_ids, pad_id, copies),
             stopping_criteria=stopping,
+            **continuing,
         )
         sequences = output.sequences.cpu()
         keep = []
@@ -304,6 +311,17 @@ def _decode_batch(
         cache.batch_select_indices(index.to(device))
         copies = 1
     return [finished[row] for row in range(len(row_budgets))]
+
+
+def batch_order(budgets: list[int], prompt_lengths: list[int]) -> list[int]:
+    """Prompt indices in the order `generate` cuts them into batches.
+
+    Sorted by (budget, length): rows of one batch share a length (little padding) and a budget
+    (no row waits on a much longer one). Python's sort is stable, so ties keep input order.
+    """
+    if len(budgets) != len(prompt_lengths):
+        raise ValueError(f"got {len(budgets)} budgets for {len(prompt_lengths)} prompt lengths")
+    return sorted(range(len(budgets)), key=lambda i: (budgets[i], prompt_lengths[i]))
 
 
 def _progress() -> Progress:
@@ -355,9 +373,7 @@ def generate(
     if any(len(row) == 0 for row in token_rows):
         raise ValueError("an empty prompt cannot be continued: every prompt needs a token")
 
-    # Sort by (budget, length): rows of one batch share a length (little padding) and a budget
-    # (no row waits on a much longer one). Python's sort is stable, so ties keep input order.
-    order = sorted(range(len(prompts)), key=lambda i: (budgets[i], len(token_rows[i])))
+    order = batch_order(budgets, [len(row) for row in token_rows])
     n = sampling.n_samples
     results: list[list[str]] = [[] for _ in prompts]
     reuse = reuses_cache(model) if reuse_cache is None else reuse_cache
