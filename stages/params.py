@@ -88,12 +88,12 @@ class TrainParams(Section):
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: Fraction = 0.1
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
-    max_steps: int = Field(40, ge=-1, description="-1 = train for `epochs` epochs")
+    max_steps: int = Field(80, ge=-1, description="-1 = train for `epochs` epochs")
     epochs: float = Field(1.0, gt=0.0, le=100.0)
     batch_size: int = Field(8, ge=1, le=1024)
     grad_accum: int = Field(1, ge=1, le=1024)
     max_seq_length: int = Field(128, ge=16, le=32768)
-    save_steps: int = Field(10, ge=1, description="checkpoint every N steps (resume point)")
+    save_steps: int = Field(20, ge=1, description="checkpoint every N steps (resume point)")
     load_in_4bit: bool = Field(True, description="4-bit base weights (Unsloth backend only)")
     threads: int | None = Field(None, ge=1, le=512, description="CPU threads; null = all")
 
