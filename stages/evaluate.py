@@ -272,15 +272,8 @@ def load_questions(
 # ---------------------------------------------------------------- generation
 
 
-def generate_answers(
-    model: Any,
-    tokenizer: Any,
-    rows: list[dict],
-    params: Params,
-    sampling: Any,
-    description: str,
-) -> list[list[str]]:
-    """Raw samples for every row (all of a stage's tasks in one batched pass)."""
+def prompts_and_budgets(tokenizer: Any, rows: list[dict], params: Params) -> tuple[list, list]:
+    """Chat-rendered prompts in the eval's mode and each row's task-aware token budget."""
     thinking = params.eval.mode == "thinking"
     prompts = [prompt_text(tokenizer, row["question"], thinking=thinking) for row in rows]
     budgets = [
@@ -292,6 +285,19 @@ def generate_answers(
         )
         for row in rows
     ]
+    return prompts, budgets
+
+
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict],
+    params: Params,
+    sampling: Any,
+    description: str,
+) -> list[list[str]]:
+    """Raw samples for every row (all of a stage's tasks in one batched pass)."""
+    prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
     return generate(
         model,
         tokenizer,

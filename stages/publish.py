@@ -324,20 +324,10 @@ def replay_indices(rows: list[dict], tokenizer: Any, params: Params, at_least: i
     stably) in batches of eval.batch_size. A prefix of that order, passed back in file order
     with the same batch size, is cut into exactly the same batches again.
     """
-    from stages.chat import prompt_text
-    from stages.generation import batch_order, max_new_tokens_for
+    from stages.evaluate import prompts_and_budgets
+    from stages.generation import batch_order
 
-    thinking = params.eval.mode == "thinking"
-    prompts = [prompt_text(tokenizer, row["question"], thinking=thinking) for row in rows]
-    budgets = [
-        max_new_tokens_for(
-            row["task"],
-            row["word_length"],
-            thinking=thinking,
-            thinking_budget=params.eval.thinking_budget,
-        )
-        for row in rows
-    ]
+    prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     order = batch_order(budgets, lengths)
     batch = params.eval.batch_size
