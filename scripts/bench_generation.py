@@ -29,7 +29,13 @@ from transformers import GenerationConfig  # noqa: E402
 
 from stages.atomic import write_json  # noqa: E402
 from stages.chat import prompt_text  # noqa: E402
-from stages.generation import Sampling, generate, max_new_tokens_for, stop_token_ids  # noqa: E402
+from stages.generation import (  # noqa: E402
+    Sampling,
+    generate,
+    max_new_tokens_for,
+    reuses_cache,
+    stop_token_ids,
+)
 
 TASK_NAMES = ("spelling", "position", "count")
 
@@ -58,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch CPU threads for the one-at-a-time run (default: as --threads); one-prompt "
         "decoding can be faster on fewer threads, so compare against its best setting",
+    )
+    parser.add_argument(
+        "--reuse-cache",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the engine's shared-prefix / finished-row savings (auto: on for CPU); 'off' "
+        "measures plain batched generate() (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for picking words and questions")
     parser.add_argument(
@@ -161,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--questions and --batch-size must be >= 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    console = Console()
+    console = Console(width=max(Console().width, 110))
 
     model, tokenizer = load_model(args.preset)
     rows = benchmark_questions(args.questions, args.seed)
@@ -171,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         for row in rows
     ]
     greedy = Sampling("greedy", None, None, None, None, n_samples=1, seed=0)
+    reuse_cache = {"auto": None, "on": True, "off": False}[args.reuse_cache]
     prompt_tokens = [len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
 
     # Warm-up: first calls pay one-off costs (allocator, kernel selection) that are not throughput.
@@ -178,20 +192,27 @@ def main(argv: list[str] | None = None) -> dict:
     one_at_a_time(model, tokenizer, prompts[:1], [8])
 
     batched_runs = []
-    batched_outputs: list[str] = []
+    batched_outputs: list[list[str]] = []  # per run: one greedy completion per question
     for batch_size in args.batch_size:
         outputs, times = timed(
             lambda bs=batch_size: generate(
-                model, tokenizer, prompts, max_new_tokens=budgets, sampling=greedy, batch_size=bs
+                model,
+                tokenizer,
+                prompts,
+                max_new_tokens=budgets,
+                sampling=greedy,
+                batch_size=bs,
+                reuse_cache=reuse_cache,
             )
         )
-        batched_outputs = [sample[0] for sample in outputs]
+        batched_outputs.append([sample[0] for sample in outputs])
         batched_runs.append({"batch_size": batch_size, **times, **rates(len(prompts), times)})
 
     result: dict[str, Any] = {
         "preset": args.preset,
         "device": str(model.device),
         "threads": torch.get_num_threads(),
+        "reuse_cache": reuses_cache(model) if reuse_cache is None else reuse_cache,
         "questions": len(prompts),
         "tasks": {t: sum(r["task"] == t for r in rows) for t in TASK_NAMES},
         "mean_prompt_tokens": sum(prompt_tokens) / len(prompt_tokens),
@@ -207,25 +228,25 @@ def main(argv: list[str] | None = None) -> dict:
         result["baseline_threads"] = torch.get_num_threads()
         sequential, times = timed(lambda: one_at_a_time(model, tokenizer, prompts, budgets))
         torch.set_num_threads(batched_threads)
-        identical = sum(a == b for a, b in zip(batched_outputs, sequential, strict=True))
-        result["one_at_a_time"] = {**times, **rates(len(prompts), times)}
-        result["identical_share"] = identical / len(prompts)
-        result["differing_examples"] = [
-            {"question": rows[i]["question"], "batched": batched_outputs[i], "one_at_a_time": s}
-            for i, s in enumerate(sequential)
-            if s != batched_outputs[i]
-        ][:5]
-        seq = result["one_at_a_time"]
-        for run in batched_runs:
+        result["one_at_a_time"] = seq = {**times, **rates(len(prompts), times)}
+        for run, outputs in zip(batched_runs, batched_outputs, strict=True):
             run["speedup"] = run["questions_per_s"] / seq["questions_per_s"]
             run["cpu_speedup"] = run["questions_per_cpu_s"] / seq["questions_per_cpu_s"]
+            same = [a == b for a, b in zip(outputs, sequential, strict=True)]
+            run["identical_share"] = sum(same) / len(same)
+            run["differing_examples"] = [
+                {"question": rows[i]["question"], "batched": outputs[i], "one_at_a_time": b}
+                for i, b in enumerate(sequential)
+                if not same[i]
+            ][:5]
 
     threads = f"{result['threads']} threads"
     if result.get("baseline_threads", result["threads"]) != result["threads"]:
         threads += f" ({result['baseline_threads']} for one-at-a-time)"
+    threads += ", cache reuse " + ("on" if result["reuse_cache"] else "off")
     table = Table(title=f"generation throughput: {args.preset}, {len(prompts)} questions, "
                   f"{threads}, {result['device']}")  # fmt: skip
-    columns = ("engine", "batch size", "wall s", "questions/s", "speed-up", "CPU s", "CPU speed-up")
+    columns = ("engine", "batch", "wall s", "q/s", "speed-up", "CPU s", "CPU speed-up", "identical")
     for column in columns:
         table.add_column(column, justify="right")
     runs = []
@@ -237,13 +258,13 @@ def main(argv: list[str] | None = None) -> dict:
             name, str(run["batch_size"]), f"{run['seconds']:.1f}", f"{run['questions_per_s']:.3f}",
             f"{run['speedup']:.1f}x" if "speedup" in run else "-", f"{run['cpu_seconds']:.1f}",
             f"{run['cpu_speedup']:.1f}x" if "cpu_speedup" in run else "-",
+            f"{run['identical_share']:.1%}" if "identical_share" in run else "-",
         )  # fmt: skip
     console.print(table)
-    if "identical_share" in result:
-        console.print(
-            f"identical outputs (last batched run vs one-at-a-time): "
-            f"{result['identical_share']:.1%} of {len(prompts)}"
-        )
+    console.print(
+        "speed-up: questions/s over one-at-a-time; CPU: per CPU-second (less sensitive to other "
+        "jobs); identical: greedy outputs equal to one-at-a-time's"
+    )
     if args.out is not None:
         write_json(args.out, result)
         console.print(f"wrote {args.out}")

@@ -20,6 +20,7 @@ from stages.chat import prompt_text
 from stages.generation import (
     QWEN3_SAMPLING,
     Sampling,
+    batch_order,
     generate,
     majority_vote,
     max_new_tokens_for,
@@ -90,7 +91,8 @@ def scripted_model(tokenizer):
         for current, following in successor.items():
             embedding = model.model.embed_tokens.weight[current : current + 1]
             hidden = model.model.norm(embedding)[0]
-            model.lm_head.weight[following] = 10 * hidden / hidden.norm()
+            # Summed: "five" follows both <|im_end|> and "ten".
+            model.lm_head.weight[following] += 10 * hidden / hidden.norm()
     return model
 
 
@@ -251,6 +253,21 @@ def test_batched_greedy_equals_one_at_a_time_in_input_order(tokenizer, random_mo
     assert len({samples[0] for samples in batched}) == len(prompts)
 
 
+def test_a_lora_wrapped_model_batches_like_one_at_a_time(tokenizer):
+    # The eval stages generate through a peft model (base + adapter).
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(tiny_qwen3(tokenizer, seed=3), lora).eval()
+    prompts = mixed_prompts(tokenizer)
+    batched = generate(model, tokenizer, prompts, max_new_tokens=10, sampling=GREEDY, batch_size=4)
+    alone = [
+        generate(model, tokenizer, [p], max_new_tokens=10, sampling=GREEDY, batch_size=1)[0]
+        for p in prompts
+    ]
+    assert batched == alone
+
+
 @contextmanager
 def transformers_warnings() -> Iterator[list[str]]:
     """Messages the transformers logger emits (it does not propagate to pytest's caplog)."""
@@ -268,6 +285,12 @@ def transformers_warnings() -> Iterator[list[str]]:
         yield records
     finally:
         logger.removeHandler(handler)
+
+
+def test_batch_order_groups_by_budget_then_length_stably():
+    budgets = [30, 20, 30, 20, 20]
+    lengths = [5, 9, 3, 9, 4]
+    assert batch_order(budgets, lengths) == [4, 1, 3, 2, 0]
 
 
 def test_shared_prefix_length():
