@@ -34,7 +34,7 @@ test-all: setup
 	pytest -m "slow or not slow"
 
 lint: setup
-	ruff check stages tests scripts
+	ruff check letterwise stages tests scripts
 
 bench: setup
 	python scripts/bench_data_stages.py --model qwen3-4b

@@ -27,15 +27,15 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from transformers import GenerationConfig  # noqa: E402
 
-from stages.atomic import write_json  # noqa: E402
-from stages.chat import prompt_text  # noqa: E402
-from stages.generation import (  # noqa: E402
+from letterwise.chat import prompt_text  # noqa: E402
+from letterwise.generation import (  # noqa: E402
     Sampling,
     generate,
     max_new_tokens_for,
     reuses_cache,
     stop_token_ids,
 )
+from letterwise.io import write_json  # noqa: E402
 
 TASK_NAMES = ("spelling", "position", "count")
 
@@ -85,21 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
 def load_model(preset_name: str) -> tuple[Any, Any]:
     """Prefer the project loader; fall back to loading the bundled SmolLM2 GGUF directly."""
     try:
-        from stages.modeling import load_base_model
+        from letterwise.modeling import load_base_model
     except ImportError:
         load_base_model = None
     if load_base_model is not None:
-        from stages.presets import resolve_preset
+        from letterwise.presets import resolve_preset
 
         model, tokenizer = load_base_model(resolve_preset(preset_name))
         return model.eval(), tokenizer
     if preset_name != "smollm2-135m":
         raise SystemExit(
-            f"stages.modeling is not available; only smollm2-135m can load ({preset_name!r})"
+            f"letterwise.modeling is not available; only smollm2-135m can load ({preset_name!r})"
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from stages.presets import smollm2_gguf_path
+    from letterwise.presets import smollm2_gguf_path
 
     gguf = smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -117,7 +117,7 @@ def benchmark_words(n: int, rng: random.Random) -> list[str]:
 
 def benchmark_questions(total: int, seed: int) -> list[dict]:
     """`total` questions cycling spelling/position/count, one word each, from the task modules."""
-    from stages.tasks import get_task
+    from letterwise.tasks import get_task
 
     rng = random.Random(seed)
     rows = []

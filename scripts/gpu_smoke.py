@@ -4,7 +4,7 @@
     python scripts/gpu_smoke.py --model qwen3-4b   # the research model (downloads ~8 GB once)
 
 Run it after `scripts/setup_studio.sh` installs the GPU stack, and again after switching a
-Studio to another GPU. It uses the project's own loader (stages.modeling), so it exercises what
+Studio to another GPU. It uses the project's own loader (letterwise.modeling), so it exercises what
 `dvc exp run -S train.backend=unsloth` will use. Exit codes: 0 ok, 3 no CUDA GPU, 1 a failure.
 """
 
@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
 
-    from stages.chat import training_pair
-    from stages.modeling import load_base_model
-    from stages.presets import resolve_preset
+    from letterwise.chat import training_pair
+    from letterwise.modeling import load_base_model
+    from letterwise.presets import resolve_preset
 
     preset = resolve_preset(args.model)
     model, tokenizer = load_base_model(

@@ -1,0 +1,1 @@
+"""One thin entry point per dvc stage (`python -m stages.<name>`); the work is in letterwise."""

@@ -6,7 +6,7 @@ data/predictions/eval_position.jsonl and dvclive/eval_position/plots/ (see stage
 
 from __future__ import annotations
 
-from stages.evaluate import STAGE_TASKS, build_parser, run_stage
+from letterwise.eval.runner import STAGE_TASKS, build_parser, run_stage
 
 STAGE = "eval_position"
 

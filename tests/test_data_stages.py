@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.presets import qwen3_tokenizer_dir
+from letterwise.presets import qwen3_tokenizer_dir
 from tests.conftest import REPO_ROOT, SMALL_DATA, write_params
 
 
@@ -110,7 +110,7 @@ def test_expected_answers_are_right(qwen3_data):
 def test_strawberry_answers_from_the_task_modules():
     import random
 
-    from stages.tasks import count, position, spelling
+    from letterwise.tasks import count, position, spelling
 
     rng = random.Random(0)
     assert spelling.eval_questions("strawberry", rng, 1)[0]["expected"] == "strawberry"
@@ -238,8 +238,8 @@ def test_gguf_tokenizer_matches_transformers_conversion():
     from transformers import AutoTokenizer
     from wordfreq import top_n_list
 
-    from stages.presets import PRESETS, smollm2_gguf_path
-    from stages.vocab import load_vocab_tokenizer
+    from letterwise.data.vocab import load_vocab_tokenizer
+    from letterwise.presets import PRESETS, smollm2_gguf_path
 
     ours = load_vocab_tokenizer(PRESETS["smollm2-135m"])
     path = smollm2_gguf_path()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stages import evaluate
-from stages.tasks import count, position, spelling
+from letterwise.eval import runner, scoring
+from letterwise.tasks import count, position, spelling
 from tests.conftest import REPO_ROOT, write_params
 
 GARBAGE = [
@@ -100,7 +100,7 @@ POSITION_ROWS = [
 def test_base_all_wrong_tuned_three_of_four_right():
     base = [["zzz garbage"], ["x"], [""], ["The answer is q"]]
     tuned = [["b"], ["The 2nd letter is 'p'."], ["a"], ["N."]]
-    metrics, predictions = evaluate.score_task(
+    metrics, predictions = scoring.score_task(
         "position", POSITION_ROWS, {"base": base, "tuned": tuned}, n_samples=1, seed=0
     )
     assert metrics["base"]["accuracy"] == 0.0 and metrics["base"]["n"] == 4
@@ -150,7 +150,7 @@ def test_base_all_wrong_tuned_three_of_four_right():
 )
 def test_garbage_is_unparseable_and_wrong_never_a_crash(task, row):
     outputs = {"base": [GARBAGE], "tuned": [GARBAGE]}
-    metrics, predictions = evaluate.score_task(task, [row], outputs, n_samples=len(GARBAGE), seed=0)
+    metrics, predictions = scoring.score_task(task, [row], outputs, n_samples=len(GARBAGE), seed=0)
     for model in ("base", "tuned"):
         assert metrics[model]["accuracy"] == 0.0
         assert metrics[model]["unparseable_rate"] > 0.5
@@ -162,7 +162,7 @@ def test_spelling_adds_character_scores():
     rows = [spelling_row(0, "berry"), spelling_row(1, "melon")]
     base = [["b e r y"], ["berry melon"]]  # one letter dropped; the word unspelled
     tuned = [["b e r r y"], ["m-e-l-o-n"]]
-    metrics, predictions = evaluate.score_task(
+    metrics, predictions = scoring.score_task(
         "spelling", rows, {"base": base, "tuned": tuned}, n_samples=1, seed=0
     )
     assert predictions[0]["base"]["parsed"] == ["bery"]
@@ -181,7 +181,7 @@ def test_several_samples_give_mean_accuracy_and_majority_vote():
     rows = [count_row(0, "strawberry", "r"), count_row(1, "banana", "a")]
     base = [["3", "2", "2"], ["1", "one", "seven"]]
     tuned = [["3", "three", "2"], ["3", "3", "Three times."]]
-    metrics, predictions = evaluate.score_task(
+    metrics, predictions = scoring.score_task(
         "count", rows, {"base": base, "tuned": tuned}, n_samples=3, seed=0
     )
     assert predictions[0]["base"]["vote"] == "2" and predictions[0]["base"]["correct"] is False
@@ -199,14 +199,14 @@ def test_several_samples_give_mean_accuracy_and_majority_vote():
 
 def test_outputs_must_match_questions():
     with pytest.raises(ValueError, match="expected 4"):
-        evaluate.score_task(
+        scoring.score_task(
             "position", POSITION_ROWS, {"base": [["a"]], "tuned": [["a"]] * 4}, n_samples=1, seed=0
         )
 
 
 def test_stage_metrics_splits_outputs_by_task_in_order(tmp_path):
     params_path = write_params(tmp_path, {"eval": {"max_questions": 2}})
-    from stages.params import load_params
+    from letterwise.params import load_params
 
     params = load_params(params_path)
     questions = {
@@ -218,7 +218,7 @@ def test_stage_metrics_splits_outputs_by_task_in_order(tmp_path):
         "tuned": [["b"], ["p"], ["3"], ["0"]],
     }
     sampling = {"decoding": "greedy", "n_samples": 1, "seed": 0}
-    metrics, predictions = evaluate.stage_metrics(params, sampling, outputs, questions)
+    metrics, predictions = scoring.stage_metrics(params, sampling, outputs, questions)
     assert {"mode", "decoding", "sampling", "split", "n_samples", "position", "count"} <= set(
         metrics
     )
@@ -230,7 +230,7 @@ def test_stage_metrics_splits_outputs_by_task_in_order(tmp_path):
     assert metrics["count"]["tuned"]["accuracy"] == 1.0
     assert [p["task"] for p in predictions] == ["position", "position", "count", "count"]
 
-    plots = evaluate.plot_points(metrics["count"], "count")
+    plots = scoring.plot_points(metrics["count"], "count")
     assert set(plots) == {"count_by_word_length", "count_by_true_count"}
     x, points = plots["count_by_true_count"]
     assert x == "true_count"
@@ -249,13 +249,13 @@ def test_select_questions_takes_the_first_per_task_in_order():
         {"task": "count", "id": "c1"},
         {"task": "position", "id": "p2"},
     ]
-    chosen = evaluate.select_questions(rows, ("position", "count"), 2)
+    chosen = runner.select_questions(rows, ("position", "count"), 2)
     assert [r["id"] for r in chosen["position"]] == ["p0", "p1"]
     assert [r["id"] for r in chosen["count"]] == ["c0", "c1"]
-    everything = evaluate.select_questions(rows, ("position",), None)
+    everything = runner.select_questions(rows, ("position",), None)
     assert [r["id"] for r in everything["position"]] == ["p0", "p1", "p2"]
     with pytest.raises(ValueError, match="no questions"):
-        evaluate.select_questions(rows[:1], ("position",), 5)
+        runner.select_questions(rows[:1], ("position",), 5)
 
 
 def test_write_plots_replaces_the_stage_folder(tmp_path, monkeypatch):
@@ -264,7 +264,7 @@ def test_write_plots_replaces_the_stage_folder(tmp_path, monkeypatch):
     stale.parent.mkdir(parents=True)
     stale.write_text("[]")
     points = [{"word_length": 5, "base": 0.25, "tuned": 0.5, "n": 4}]
-    paths = evaluate.write_plots(
+    paths = runner.write_plots(
         "eval_position", {"position_by_word_length": ("word_length", points)}
     )
     assert paths == [Path("dvclive/eval_position/plots/custom/position_by_word_length.json")]
@@ -277,8 +277,8 @@ def test_write_plots_replaces_the_stage_folder(tmp_path, monkeypatch):
 
 @pytest.fixture
 def no_model_loads(monkeypatch):
-    """A stand-in stages.modeling whose loaders fail the test if called."""
-    fake = types.ModuleType("stages.modeling")
+    """A stand-in letterwise.modeling whose loaders fail the test if called."""
+    fake = types.ModuleType("letterwise.modeling")
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the inputs were validated")
@@ -286,7 +286,7 @@ def no_model_loads(monkeypatch):
     fake.load_base_model = fake.load_tuned_model = refuse
     fake.resolve_backend = lambda preset, requested: "transformers"
     fake.read_provenance = lambda adapter_dir: {"model": "smollm2-135m"}
-    monkeypatch.setitem(sys.modules, "stages.modeling", fake)
+    monkeypatch.setitem(sys.modules, "letterwise.modeling", fake)
 
 
 def run_eval(stage: str, params_path: Path) -> None:
@@ -346,7 +346,7 @@ def test_adapter_of_another_model_is_refused(tmp_path, monkeypatch, no_model_loa
 
 
 def test_adapter_without_provenance_is_refused_before_loading(tmp_path, monkeypatch):
-    """The real stages.modeling: an adapter not written by stages.train fails up front."""
+    """The real letterwise.modeling: an adapter not written by stages.train fails up front."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data" / "dataset" / "hf").mkdir(parents=True)
     fake_adapter(tmp_path)
@@ -363,7 +363,7 @@ def save_small_dataset(directory: Path, words: list[str]) -> None:
     """A test split in build_dataset's schema, made by the real task modules."""
     from datasets import Dataset, DatasetDict
 
-    from stages.build_dataset import dataset_features, example_row
+    from letterwise.data.dataset import dataset_features, example_row
 
     rng = random.Random(0)
     rows = []
@@ -384,7 +384,7 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     path = write_params(tmp_path, {"model": "qwen3-tiny", "eval": {"max_questions": 3}})
 
     loads = []
-    fake = types.ModuleType("stages.modeling")
+    fake = types.ModuleType("letterwise.modeling")
     fake.resolve_backend = lambda preset, requested: "transformers"
     fake.read_provenance = lambda adapter_dir: {"model": "qwen3-tiny", "base_seed": 0}
 
@@ -398,7 +398,7 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
         return "tuned", None
 
     fake.load_base_model, fake.load_tuned_model = load_base_model, load_tuned_model
-    monkeypatch.setitem(sys.modules, "stages.modeling", fake)
+    monkeypatch.setitem(sys.modules, "letterwise.modeling", fake)
 
     def stub_answers(model, tokenizer, rows, params, sampling, description):
         # tuned: always right; base: right only on the first question of each task
@@ -413,7 +413,7 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
                 answers.append([row["expected"] if right else "??"])
         return answers
 
-    monkeypatch.setattr(evaluate, "generate_answers", stub_answers)
+    monkeypatch.setattr(runner, "generate_answers", stub_answers)
     run_eval("eval_position", path)
 
     assert loads == [("base", "qwen3-tiny"), ("tuned", "models/adapter")]
@@ -452,12 +452,12 @@ def test_eval_position_end_to_end_on_qwen3_tiny(tmp_path):
     """Real qwen3-tiny base model, a real (untrained) LoRA adapter, real generation.
 
     The adapter is made with peft directly, plus the provenance file stages.train writes
-    beside it (stages.modeling.read_provenance), so this test does not depend on training.
+    beside it (letterwise.modeling.read_provenance), so this test does not depend on training.
     """
     from peft import LoraConfig, get_peft_model
 
-    from stages import modeling
-    from stages.presets import resolve_preset
+    from letterwise import modeling
+    from letterwise.presets import resolve_preset
 
     save_small_dataset(tmp_path, ["strawberry", "banana", "kitchen"])
     model, tokenizer = modeling.load_base_model(

@@ -16,8 +16,8 @@ import torch
 from transformers import AutoTokenizer, GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 from transformers.utils import logging as hf_logging
 
-from stages.chat import prompt_text
-from stages.generation import (
+from letterwise.chat import prompt_text
+from letterwise.generation import (
     QWEN3_SAMPLING,
     Sampling,
     batch_order,
@@ -28,8 +28,8 @@ from stages.generation import (
     shared_prefix_length,
     stop_token_ids,
 )
-from stages.params import EvalParams
-from stages.presets import qwen3_tokenizer_dir
+from letterwise.params import EvalParams
+from letterwise.presets import qwen3_tokenizer_dir
 
 GREEDY = Sampling("greedy", None, None, None, None, n_samples=1, seed=0)
 NUMBERS = " one two three four five six seven eight nine ten"

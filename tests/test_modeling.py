@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages import modeling
-from stages.chat import prompt_text
-from stages.presets import PRESETS, resolve_preset
+from letterwise import modeling
+from letterwise.chat import prompt_text
+from letterwise.presets import PRESETS, resolve_preset
 
 
 @pytest.fixture(scope="session")

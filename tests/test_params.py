@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from stages.params import Params, ParamsError, load_params, parse_params
+from letterwise.params import Params, ParamsError, load_params, parse_params
 from tests.conftest import REPO_ROOT, write_params
 
 
@@ -85,8 +85,12 @@ def test_presets_and_custom_models_are_accepted(tmp_path):
         assert parse_params({"model": model}).model == model
 
 
-@pytest.mark.parametrize("stage", ["filter_tokens", "build_dataset"])
-def test_data_stages_stop_before_loading_a_tokenizer(stage, tmp_path, monkeypatch):
+# stage -> the module whose load_vocab_tokenizer the stage calls
+@pytest.mark.parametrize(
+    ("stage", "loader_module"),
+    [("filter_tokens", "stages.filter_tokens"), ("build_dataset", "letterwise.data.dataset")],
+)
+def test_data_stages_stop_before_loading_a_tokenizer(stage, loader_module, tmp_path, monkeypatch):
     import importlib
 
     module = importlib.import_module(f"stages.{stage}")
@@ -94,7 +98,9 @@ def test_data_stages_stop_before_loading_a_tokenizer(stage, tmp_path, monkeypatc
     def must_not_load(*_args, **_kwargs):
         raise AssertionError("a tokenizer was loaded before params were validated")
 
-    monkeypatch.setattr(module, "load_vocab_tokenizer", must_not_load)
+    monkeypatch.setattr(
+        importlib.import_module(loader_module), "load_vocab_tokenizer", must_not_load
+    )
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path, {"filter_tokens": {"min_length": 1}, "build_dataset": {"word_pool": 5}})
     with pytest.raises(ParamsError) as caught:

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from stages.tasks import count, position, spelling
-from stages.tasks.common import MAX_ANSWER_CHARS, strip_thinking
+from letterwise.tasks import count, position, spelling
+from letterwise.tasks.common import MAX_ANSWER_CHARS, strip_thinking
 
 LONG_LETTERS = "r " * 5000  # a 10k-character repetition loop
 LONG_DIGITS = "3 " * 5000

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import model_card, publish
+from letterwise.cards import model_card
+from stages import publish
 from tests.conftest import REPO_ROOT, SMALL_DATA, deep_update, write_params
 from tests.hub_stub import HubStub
 
@@ -148,7 +149,7 @@ def run_copy(qwen3_run, tmp_path) -> Path:
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """Checks must come before any model: loading one fails the test."""
-    from stages import modeling
+    from letterwise import modeling
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the inputs were checked")
@@ -177,7 +178,7 @@ def test_published_folder_is_a_hub_model_repo_with_the_dataset_beside_it(publish
     # the mode's recommended sampling travels in generation_config.json
     from transformers import GenerationConfig
 
-    from stages.generation import QWEN3_SAMPLING
+    from letterwise.generation import QWEN3_SAMPLING
 
     config = GenerationConfig.from_pretrained(str(out))
     recommended = QWEN3_SAMPLING["non-thinking"]
@@ -209,7 +210,7 @@ def test_card_parses_and_its_model_index_holds_the_metrics(published):
         for task in ("spelling", "position", "count")
         if task in metrics
     }
-    # written independently of stages/model_card.py: metric type -> where its number lives
+    # written independently of letterwise/cards/model_card.py: metric type -> where its number lives
     where = {
         "accuracy": ("tuned", "accuracy"),
         "accuracy_ci95_low": ("tuned", "ci_low"),
@@ -294,8 +295,8 @@ def test_load_back_reloads_the_folder_and_matches_the_eval(published):
     from peft import PeftModel, get_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from stages.modeling import load_base_model
-    from stages.presets import resolve_preset
+    from letterwise.modeling import load_base_model
+    from letterwise.presets import resolve_preset
 
     workdir, _ = published
     out = workdir / "models" / "published"
@@ -555,8 +556,8 @@ def test_merge_writes_16bit_weights_equal_to_the_adapter_merged(run_copy):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from stages.modeling import load_base_model
-    from stages.presets import resolve_preset
+    from letterwise.modeling import load_base_model
+    from letterwise.presets import resolve_preset
 
     set_params(run_copy, {"publish": {"merge": True}})
     result = run_stage(run_copy, "publish", base_env())
@@ -587,8 +588,8 @@ def test_sampled_eval_is_checked_against_a_fresh_greedy_adapter_generation(run_c
     """
     import dataclasses
 
-    from stages.generation import sampling_for
-    from stages.params import EvalParams
+    from letterwise.generation import sampling_for
+    from letterwise.params import EvalParams
 
     set_params(run_copy, {"eval": {"decoding": "sampled"}})
     sampling = dataclasses.asdict(sampling_for(EvalParams(decoding="sampled")))
@@ -686,7 +687,7 @@ def card_inputs(decoding: str = "greedy", n_samples: int = 1) -> dict:
     ],
 )
 def test_card_names_the_real_base_and_validates_offline(tmp_path, model, base_model):
-    from stages.params import parse_params
+    from letterwise.params import parse_params
 
     params = parse_params(
         {
@@ -707,7 +708,7 @@ def test_card_names_the_real_base_and_validates_offline(tmp_path, model, base_mo
 
 
 def test_card_of_a_sampled_multi_sample_eval(tmp_path):
-    from stages.params import parse_params
+    from letterwise.params import parse_params
 
     params = parse_params(
         {"model": "smollm2-135m", "eval": {"decoding": "sampled", "n_samples": 3}}

@@ -1,4 +1,4 @@
-"""stages/stats.py against numbers worked out independently of scipy's helpers."""
+"""letterwise/eval/stats.py against numbers worked out independently of scipy's helpers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stages.stats import (
+from letterwise.eval.stats import (
     accuracy_ci,
     breakdown,
     char_accuracy,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.tasks import TASKS, count, get_task, position, spelling
-from stages.tasks.common import NUMBER_WORDS, QUESTION_KEYS, ordinal
+from letterwise.tasks import TASKS, count, get_task, position, spelling
+from letterwise.tasks.common import NUMBER_WORDS, QUESTION_KEYS, ordinal
 
 # Written out by hand, not computed with the code under test.
 STRAWBERRY_LETTERS = {
@@ -126,7 +126,7 @@ def test_determinism(task) -> None:
 
 _GENERATE = """
 import json, random
-from stages.tasks import TASKS
+from letterwise.tasks import TASKS
 out = {name: [t.eval_questions(w, random.Random(3), 3) for w in ("strawberry", "queue", "rhythm")]
        for name, t in TASKS.items()}
 out["train"] = TASKS["spelling"].training_examples("berry", random.Random(3), 5)

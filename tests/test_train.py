@@ -16,9 +16,12 @@ import yaml
 from datasets import Dataset, DatasetDict
 from rich.console import Console
 
-from stages import modeling, train
-from stages.params import parse_params
-from stages.presets import PRESETS
+from letterwise import modeling
+from letterwise.params import parse_params
+from letterwise.presets import PRESETS
+from letterwise.training import checkpoints, data
+from letterwise.training import trainer as training
+from stages import train
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["berry", "straw", "apple", "token", "spell", "letter", "count", "house", "water", "quick"]
@@ -137,13 +140,13 @@ def check_loss_mask(preset_name: str, prompt_end: str) -> None:
             "answer": ["b e r r y", "s-t-r-a-w-b-e-r-r-y"],
         }
     )
-    pairs = train.sft_dataset(tokenizer, rows)
+    pairs = data.sft_dataset(tokenizer, rows)
     prompt, completion = pairs[0]["prompt"], pairs[0]["completion"]
     assert prompt.endswith(prompt_end)
     assert completion == "b e r r y<|im_end|>"  # one end-of-turn token, nothing after it
 
-    model = train.add_lora(model, params, "transformers")
-    trainer = train.build_trainer(
+    model = training.add_lora(model, params, "transformers")
+    trainer = training.build_trainer(
         model, tokenizer, pairs, params, backend="transformers", checkpoint_dir=Path("ckpt")
     )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
@@ -173,37 +176,38 @@ def test_completion_only_loss_mask_smollm2(workdir: Path) -> None:
 def test_prepare_checkpoints(tmp_path: Path) -> None:
     console = Console(file=open(os.devnull, "w"))
     ckpt = tmp_path / "checkpoints"
-    assert train.prepare_checkpoints(ckpt, "run-a", console) is None  # nothing yet
+    assert checkpoints.prepare_checkpoints(ckpt, "run-a", console) is None  # nothing yet
     for step, complete in ((2, True), (4, True), (6, False)):  # 6 was killed mid-save
         folder = ckpt / f"checkpoint-{step}"
         folder.mkdir()
         if complete:
-            (folder / train.ELAPSED_FILE).write_text(json.dumps({"train_seconds": step * 1.5}))
-    assert train.prepare_checkpoints(ckpt, "run-a", console) == ckpt / "checkpoint-4"
+            elapsed = json.dumps({"train_seconds": step * 1.5})
+            (folder / checkpoints.ELAPSED_FILE).write_text(elapsed)
+    assert checkpoints.prepare_checkpoints(ckpt, "run-a", console) == ckpt / "checkpoint-4"
     assert not (ckpt / "checkpoint-6").exists()
-    assert train._elapsed_at(ckpt / "checkpoint-4") == 6.0
-    assert train.prepare_checkpoints(ckpt, "run-b", console) is None  # other params: cleared
+    assert checkpoints.elapsed_at(ckpt / "checkpoint-4") == 6.0
+    assert checkpoints.prepare_checkpoints(ckpt, "run-b", console) is None  # other params: cleared
     assert not any(ckpt.glob("checkpoint-*"))
-    assert json.loads((ckpt / train.RUN_KEY_FILE).read_text()) == {"run_key": "run-b"}
+    assert json.loads((ckpt / checkpoints.RUN_KEY_FILE).read_text()) == {"run_key": "run-b"}
 
 
 def test_run_key_tracks_what_changes_the_result() -> None:
     base = parse_params({"model": "qwen3-tiny"})
-    key = train.run_key(base, "data-1", "transformers")
-    assert train.run_key(base, "data-2", "transformers") != key
-    assert train.run_key(base, "data-1", "unsloth") != key
+    key = checkpoints.run_key(base, "data-1", "transformers")
+    assert checkpoints.run_key(base, "data-2", "transformers") != key
+    assert checkpoints.run_key(base, "data-1", "unsloth") != key
     rank_8 = parse_params({"model": "qwen3-tiny", "train": {"lora": {"r": 8}}})
-    assert train.run_key(rank_8, "data-1", "transformers") != key
+    assert checkpoints.run_key(rank_8, "data-1", "transformers") != key
     for harmless in ({"threads": 1}, {"save_steps": 7}):
         changed = parse_params({"model": "qwen3-tiny", "train": harmless})
-        assert train.run_key(changed, "data-1", "transformers") == key
+        assert checkpoints.run_key(changed, "data-1", "transformers") == key
 
 
 def test_fails_fast_before_loading_a_model(workdir: Path, monkeypatch, capsys) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the inputs were checked")
 
-    monkeypatch.setattr(train, "load_base_model", refuse)
+    monkeypatch.setattr(training, "load_base_model", refuse)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     Path("params.yaml").write_text(yaml.safe_dump({"model": "qwen3-4b"}))
     assert train.main([]) == 1
@@ -232,7 +236,7 @@ def test_killed_training_resumes_from_its_checkpoint(workdir: Path) -> None:
 
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not train.complete_checkpoints(checkpoints):
+    while not checkpoints.complete_checkpoints(checkpoints):
         assert first.poll() is None, (
             f"train exited before its first checkpoint: {first.stderr.read()}"
         )
@@ -240,7 +244,7 @@ def test_killed_training_resumes_from_its_checkpoint(workdir: Path) -> None:
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
-    resume_step = train._step_of(train.complete_checkpoints(checkpoints)[-1])
+    resume_step = checkpoints.step_of(checkpoints.complete_checkpoints(checkpoints)[-1])
     assert resume_step < max_steps, "the first run finished before it could be killed"
     assert not Path("models/adapter").exists()  # nothing half-written
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from stages.presets import (
+from letterwise.presets import (
     QWEN3_TOKENIZER,
     SMOLLM2_GGUF,
     Preset,

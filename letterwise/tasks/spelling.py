@@ -19,7 +19,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from stages.tasks.common import check_count, check_word, clean_output, question_record
+from letterwise.tasks.common import check_count, check_word, clean_output, question_record
 
 TASK = "spelling"
 

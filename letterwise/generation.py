@@ -11,7 +11,7 @@ batch's shared prompt prefix (chat header, system prompt) is computed once, and 
 finished leave the batch every ROUND_TOKENS steps. `scripts/bench_generation.py` measures the
 result against one-at-a-time `model.generate` and checks the outputs are the same.
 
-The callers render prompts with `stages.chat.prompt_text`, so the chat template has already
+The callers render prompts with `letterwise.chat.prompt_text`, so the chat template has already
 added any special tokens: we tokenize with `add_special_tokens=False`. Completions come back as
 raw text (a thinking block included); the tasks' parsers strip it.
 """
@@ -26,7 +26,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-from stages.params import EvalParams
+from letterwise.params import EvalParams
 
 # Qwen3 model card, "Best Practices": the recommended sampling per mode. Used for every model
 # (non-Qwen3 presets only run non-thinking) whenever params leave a value null.

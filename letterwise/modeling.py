@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stages.atomic import atomic_dir, write_json
-from stages.presets import (
+from letterwise.io import atomic_dir, write_json
+from letterwise.presets import (
     PRESETS,
     QWEN3_TINY_WEIGHTS,
     QWEN3_TOKENIZER,

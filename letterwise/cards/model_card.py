@@ -20,10 +20,10 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
 
-from stages.generation import QWEN3_SAMPLING
-from stages.modeling import HUB_IDS
-from stages.params import Params
-from stages.presets import PRESETS, Preset, resolve_preset
+from letterwise.generation import QWEN3_SAMPLING
+from letterwise.modeling import HUB_IDS
+from letterwise.params import Params
+from letterwise.presets import PRESETS, Preset, resolve_preset
 
 TASK_TITLES = {
     "spelling": "Spelling held-out words (the trained skill)",
@@ -206,8 +206,8 @@ def load_section(params: Params, preset: Preset, base_id: str | None, merged: bo
     else:
         base_line = (
             "# no Hub base model: the letterwise pipeline builds it\n"
-            "from stages.modeling import load_base_model\n"
-            "from stages.presets import resolve_preset\n"
+            "from letterwise.modeling import load_base_model\n"
+            "from letterwise.presets import resolve_preset\n"
             f'base, _ = load_base_model(resolve_preset("{params.model}"))'
         )
     text = f"""```python

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.presets import PRESETS, looks_like_model_ref
+from letterwise.presets import PRESETS, looks_like_model_ref
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -108,7 +108,7 @@ class EvalParams(Section):
     split: Literal["validation", "test"] = "test"
     mode: Literal["non-thinking", "thinking"] = "non-thinking"
     decoding: Literal["greedy", "sampled"] = "greedy"
-    # null = Qwen3's recommended value for the mode (see stages/generation.py)
+    # null = Qwen3's recommended value for the mode (see letterwise/generation.py)
     temperature: float | None = Field(None, gt=0.0, le=5.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=0, le=100000)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from stages.tasks import count, position, spelling
+from letterwise.tasks import count, position, spelling
 
 TASKS: dict[str, ModuleType] = {module.TASK: module for module in (spelling, position, count)}
 

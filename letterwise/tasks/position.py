@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import re
 
-from stages.tasks.common import (
+from letterwise.tasks.common import (
     check_count,
     check_rate,
     check_word,

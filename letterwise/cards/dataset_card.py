@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stages.params import Params
-from stages.presets import resolve_preset
+from letterwise.params import Params
+from letterwise.presets import resolve_preset
 
 
 def size_category(total: int) -> str:

@@ -21,7 +21,7 @@ import random
 import re
 import string
 
-from stages.tasks.common import (
+from letterwise.tasks.common import (
     NUMBER_WORDS,
     check_count,
     check_rate,

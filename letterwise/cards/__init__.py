@@ -1,0 +1,1 @@
+"""Cards built from real metrics: the model card and the dataset card."""

@@ -1,0 +1,251 @@
+"""The dataset: spelling training rows over the token strings, held-out evaluation words and
+questions.
+
+Training data is spelling only, over the English-only token strings from `filter_tokens`.
+Evaluation words are real English words (wordfreq) that the tokenizer splits into >= 2 tokens,
+at least one a multi-letter alphabetic token, and that never appear (case-insensitively) as a
+token string; `leakage_audit` re-checks both properties on the built rows. Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import track
+
+from letterwise.data.vocab import load_vocab_tokenizer, word_pieces
+from letterwise.params import BuildDatasetParams, Params
+from letterwise.presets import resolve_preset
+from letterwise.tasks import count, position, spelling
+
+TOKENS_FILE = Path("data/tokens/tokens.jsonl")
+
+
+EVAL_SPLITS = ("validation", "test")
+
+
+# Zipf frequency (log10 of occurrences per billion words) bands for the breakdowns.
+FREQ_BANDS = ((5.0, "high"), (4.0, "mid"), (3.0, "low"), (float("-inf"), "rare"))
+
+
+def frequency_band(zipf: float) -> str:
+    return next(name for floor, name in FREQ_BANDS if zipf >= floor)
+
+
+def read_token_strings(path: Path = TOKENS_FILE) -> list[str]:
+    if not path.exists():
+        raise SystemExit(f"build_dataset: {path} is missing; run `dvc repro filter_tokens` first")
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line)["string"] for line in handle]
+
+
+def is_multi_token_word(pieces: list[str]) -> bool:
+    """>= 2 tokens, at least one of them made of >= 2 letters."""
+    return len(pieces) >= 2 and any(len(p) >= 2 and p.isascii() and p.isalpha() for p in pieces)
+
+
+def candidate_words(params: BuildDatasetParams) -> list[str]:
+    """Lowercase ASCII words from wordfreq's top list, in frequency order."""
+    from wordfreq import top_n_list
+
+    words = []
+    for word in top_n_list("en", params.word_pool):
+        if word.isascii() and word.isalpha() and word.islower():
+            if params.min_word_length <= len(word) <= params.max_word_length:
+                words.append(word)
+    return words
+
+
+def held_out_words(
+    tokenizer, training_strings: set[str], params: BuildDatasetParams, rng: random.Random
+) -> dict[str, list[str]]:
+    """Eligible English words, shuffled with the seed and split into validation and test."""
+    eligible = []
+    for word in track(
+        candidate_words(params), description="scanning English words", transient=True
+    ):
+        if word in training_strings:
+            continue  # a whole-word token: the model would have trained on it
+        if is_multi_token_word(word_pieces(tokenizer, word)):
+            eligible.append(word)
+    needed = params.validation_words + params.test_words
+    if len(eligible) < needed:
+        raise SystemExit(
+            f"build_dataset: only {len(eligible)} eligible held-out words, but "
+            f"build_dataset.validation_words + test_words = {needed}; lower them or raise "
+            f"build_dataset.word_pool ({params.word_pool})"
+        )
+    rng.shuffle(eligible)
+    # Kept in shuffled order: eval.max_questions takes a prefix, which must not be alphabetical.
+    return {
+        "validation": eligible[: params.validation_words],
+        "test": eligible[params.validation_words : needed],
+    }
+
+
+def example_row(
+    split: str, task: str, index: int, word: str, question: dict, band: str | None
+) -> dict:
+    return {
+        "id": f"{split}-{task}-{index:06d}",
+        "task": task,
+        "split": split,
+        "word": word,
+        "question": question["question"],
+        "answer": question["answer"],
+        "expected": question["expected"],
+        "phrasing": question["phrasing"],
+        "answer_format": question["answer_format"],
+        "position": question.get("position"),
+        "is_last": bool(question.get("is_last", False)),
+        "letter": question.get("letter"),
+        "count": question.get("count"),
+        "word_length": len(word),
+        "freq_band": band,
+        "messages": [
+            {"role": "user", "content": question["question"]},
+            {"role": "assistant", "content": question["answer"]},
+        ],
+    }
+
+
+def training_rows(strings: list[str], params: BuildDatasetParams, rng: random.Random) -> list[dict]:
+    chosen = strings
+    if params.max_train_tokens is not None and params.max_train_tokens < len(strings):
+        chosen = sorted(rng.sample(strings, params.max_train_tokens))
+    rows = []
+    for string in track(chosen, description="spelling training examples", transient=True):
+        for question in spelling.training_examples(string, rng, params.examples_per_token):
+            rows.append(example_row("train", "spelling", len(rows), string, question, None))
+    return rows
+
+
+def evaluation_rows(
+    split: str, words: list[str], params: BuildDatasetParams, rng: random.Random
+) -> list[dict]:
+    from wordfreq import zipf_frequency
+
+    per_task: dict[str, list[dict]] = {"spelling": [], "position": [], "count": []}
+    for word in words:
+        band = frequency_band(zipf_frequency(word, "en"))
+        questions = {
+            "spelling": spelling.eval_questions(word, rng, 1),
+            "position": position.eval_questions(word, rng, params.position_questions_per_word),
+            "count": count.eval_questions(
+                word, rng, params.count_questions_per_word, absent_rate=params.count_absent_rate
+            ),
+        }
+        for task, task_questions in questions.items():
+            for question in task_questions:
+                rows = per_task[task]
+                rows.append(example_row(split, task, len(rows), word, question, band))
+    return [row for task in ("spelling", "position", "count") for row in per_task[task]]
+
+
+def leakage_audit(tokenizer, training_strings: set[str], splits: dict[str, list[dict]]) -> dict:
+    """Recheck the held-out properties on the rows actually written."""
+    words = sorted({row["word"] for split in EVAL_SPLITS for row in splits[split]})
+    lowered_training = {s.lower() for s in training_strings}
+    leaked = [w for w in words if w.lower() in lowered_training]
+    multi = [w for w in words if is_multi_token_word(word_pieces(tokenizer, w))]
+    overlap = set(r["word"] for r in splits["validation"]) & set(r["word"] for r in splits["test"])
+    audit = {
+        "held_out_words": len(words),
+        "leaked_words": len(leaked),
+        "multi_token_share": len(multi) / len(words) if words else 0.0,
+        "validation_test_overlap": len(overlap),
+        "mean_tokens_per_word": round(
+            sum(len(word_pieces(tokenizer, w)) for w in words) / max(len(words), 1), 3
+        ),
+    }
+    problems = []
+    if leaked:
+        problems.append(f"{len(leaked)} held-out words are training strings: {leaked[:10]}")
+    if len(multi) != len(words):
+        problems.append(f"{len(words) - len(multi)} held-out words are not multi-token words")
+    if overlap:
+        problems.append(f"{len(overlap)} words are in both validation and test")
+    if problems:
+        raise SystemExit("build_dataset: leakage audit failed: " + "; ".join(problems))
+    return audit
+
+
+def fingerprint(rows: list[dict]) -> str:
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def dataset_features():
+    from datasets import Features, Value
+
+    text = Value("string")
+    return Features(
+        {
+            "id": text,
+            "task": text,
+            "split": text,
+            "word": text,
+            "question": text,
+            "answer": text,
+            "expected": text,
+            "phrasing": Value("int32"),
+            "answer_format": text,
+            "position": Value("int32"),
+            "is_last": Value("bool"),
+            "letter": text,
+            "count": Value("int32"),
+            "word_length": Value("int32"),
+            "freq_band": text,
+            "messages": [{"role": text, "content": text}],
+        }
+    )
+
+
+def sizes(splits: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
+    return {
+        name: dict(sorted(Counter(row["task"] for row in rows).items())) | {"total": len(rows)}
+        for name, rows in splits.items()
+    }
+
+
+def build(params: Params, console: Console) -> tuple[dict[str, list[dict]], dict]:
+    preset = resolve_preset(params.model)
+    strings = read_token_strings()
+    with console.status(f"loading the {preset.name} tokenizer"):
+        tokenizer = load_vocab_tokenizer(preset)
+    training_strings = set(strings)
+    # Independent streams, so changing the size of one split does not reshuffle another.
+    train_rng = random.Random(f"{params.seed}-train")
+    words = held_out_words(
+        tokenizer, training_strings, params.build_dataset, random.Random(f"{params.seed}-words")
+    )
+    splits = {"train": training_rows(strings, params.build_dataset, train_rng)}
+    for split in EVAL_SPLITS:
+        rng = random.Random(f"{params.seed}-{split}")
+        splits[split] = evaluation_rows(split, words[split], params.build_dataset, rng)
+    audit = leakage_audit(tokenizer, training_strings, splits)
+    metrics = {
+        "model": preset.name,
+        "sizes": sizes(splits),
+        "training_strings": len({row["word"] for row in splits["train"]}),
+        "token_subset_strings": len(strings),
+        "leakage": audit,
+        "freq_bands": {
+            split: dict(
+                sorted(
+                    Counter(
+                        r["freq_band"] for r in splits[split] if r["task"] == "spelling"
+                    ).items()
+                )
+            )
+            for split in EVAL_SPLITS
+        },
+    }
+    return splits, metrics

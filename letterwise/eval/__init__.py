@@ -1,0 +1,1 @@
+"""Evaluation: scoring model outputs, statistics, and the base-vs-tuned evaluation runner."""

@@ -1,0 +1,1 @@
+"""Publishing: the Hub-shaped folder, the load-back check, the Hub push."""

@@ -1,0 +1,1 @@
+"""The LoRA fine-tune: training data, resumable checkpoints, the trainer."""
