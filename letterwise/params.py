@@ -52,6 +52,13 @@ class BuildDatasetParams(Section):
     )
     position_questions_per_word: int = Field(1, ge=1, le=10)
     count_questions_per_word: int = Field(1, ge=1, le=10)
+    replay_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.9,
+        description="share of the training set that is replay turns (no letter-level content, "
+        "answered by the base model itself); 0 = pure spelling",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> BuildDatasetParams:
@@ -120,6 +127,24 @@ class EvalParams(Section):
         200, ge=1, description="per task, from the start of the split; null = all"
     )
     seed: int = Field(0, ge=0)
+    # Instruments for position/count: generation with the question as asked ("direct") and/or
+    # after spelling the word first ("spell_first"); choice scoring is format-free.
+    prompting: list[Literal["direct", "spell_first"]] = Field(
+        default_factory=lambda: ["direct", "spell_first"], min_length=1
+    )
+    choice_scoring: bool = Field(True, description="log-likelihood scoring of answer candidates")
+
+    @field_validator("prompting", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("prompting")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each prompting appears once (got {value})")
+        return value
 
     @model_validator(mode="after")
     def _samples(self) -> EvalParams:
