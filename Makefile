@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # Stage commands call `python`: put the venv first on PATH so they find it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup setup-data repro test test-all lint bench clean-venv
+.PHONY: setup setup-data repro test test-all test-tools lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -27,11 +27,29 @@ repro: setup
 	dvc repro
 
 # The default suite (what CI runs, docs test included); `make test-all` adds the slow tests.
-test: setup
+test: setup test-tools
 	pytest
 
-test-all: setup
+test-all: setup test-tools
 	pytest -m "slow or not slow"
+
+# Debian's validators for deployment/ (tests/test_deployment.py): prometheus (prometheus,
+# promtool) and prometheus-alertmanager (amtool). Installed only when missing and running as
+# root; otherwise the tests that need them skip, naming the package. The packages' service
+# scripts do not start a daemon here (no systemd, no runlevel, policy-rc.d). ~11 s when needed.
+DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus amtool:prometheus-alertmanager
+test-tools:
+	@missing=$$(for pair in $(DEBIAN_TOOLS); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || echo "$${pair#*:}"; done | sort -u | xargs); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "test-tools: skipped installing $$missing (needs root and apt-get);" \
+			"the deployment tests that need them will skip: apt-get install $$missing"; \
+		exit 0; \
+	fi; \
+	echo "test-tools: apt-get install $$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends $$missing >/dev/null
 
 lint: setup
 	ruff check letterwise stages tests scripts
