@@ -127,8 +127,8 @@ class EvalParams(Section):
         200, ge=1, description="per task, from the start of the split; null = all"
     )
     seed: int = Field(0, ge=0)
-    # Instruments for position/count: generation with the question as asked ("direct") and/or
-    # after spelling the word first ("spell_first"); choice scoring is format-free.
+    # Instruments for position/count: generation with the question as asked ("direct", always)
+    # and after spelling the word first ("spell_first"); choice scoring is format-free.
     prompting: list[Literal["direct", "spell_first"]] = Field(
         default_factory=lambda: ["direct", "spell_first"], min_length=1
     )
@@ -144,6 +144,11 @@ class EvalParams(Section):
     def _distinct(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError(f"each prompting appears once (got {value})")
+        if "direct" not in value:
+            raise ValueError(
+                "direct generation is the headline instrument and always runs: "
+                f"use [direct] or [direct, spell_first] (got {value})"
+            )
         return value
 
     @model_validator(mode="after")

@@ -110,6 +110,9 @@ def test_base_all_wrong_tuned_three_of_four_right():
     # "zzz garbage" and "" cannot be read as a letter; "x" and "q" are read but wrong
     assert metrics["base"]["unparseable_rate"] == 0.5
     assert metrics["tuned"]["unparseable_rate"] == 0.0
+    # in format: a letter, briefly; the unparseable two are not
+    assert metrics["base"]["in_format_rate"] == 0.5
+    assert metrics["tuned"]["in_format_rate"] == 1.0
     delta = metrics["delta"]
     assert delta["delta"] == pytest.approx(0.75)
     assert delta["p_value"] == pytest.approx(0.25)  # exact McNemar, 3 discordant: 2 * 1/8
@@ -131,6 +134,7 @@ def test_base_all_wrong_tuned_three_of_four_right():
     assert first["tuned"] == {
         "outputs": ["b"],
         "parsed": ["b"],
+        "in_format": [True],
         "sample_correct": [True],
         "accuracy": 1.0,
         "vote": "b",
@@ -230,7 +234,7 @@ def test_stage_metrics_splits_outputs_by_task_in_order(tmp_path):
     assert metrics["count"]["tuned"]["accuracy"] == 1.0
     assert [p["task"] for p in predictions] == ["position", "position", "count", "count"]
 
-    plots = scoring.plot_points(metrics["count"], "count")
+    plots = scoring.plot_points(metrics["count"]["breakdowns"], "count")
     assert set(plots) == {"count_by_word_length", "count_by_true_count"}
     x, points = plots["count_by_true_count"]
     assert x == "true_count"
@@ -264,11 +268,20 @@ def test_write_plots_replaces_the_stage_folder(tmp_path, monkeypatch):
     stale.parent.mkdir(parents=True)
     stale.write_text("[]")
     points = [{"word_length": 5, "base": 0.25, "tuned": 0.5, "n": 4}]
+    instruments = [{"instrument": "position: choice (base)", "accuracy": 0.5}]
+    breakdowns = {"position": {"word_length": {"5": {"base": {"accuracy": 0.25, "n": 4}}}}}
     paths = runner.write_plots(
-        "eval_position", {"position_by_word_length": ("word_length", points)}
+        "eval_position",
+        {"position_by_word_length": ("word_length", points)},
+        instruments,
+        breakdowns,
     )
-    assert paths == [Path("dvclive/eval_position/plots/custom/position_by_word_length.json")]
+    custom = Path("dvclive/eval_position/plots/custom")
+    assert paths == [custom / "position_by_word_length.json", custom / "instruments.json"]
     assert json.loads(paths[0].read_text()) == points
+    assert json.loads(paths[1].read_text()) == instruments
+    saved = json.loads(Path("dvclive/eval_position/breakdowns.json").read_text())
+    assert saved == breakdowns
     assert not stale.exists()
 
 
@@ -381,7 +394,10 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     words = ["strawberry", "banana", "kitchen", "mountain"]
     save_small_dataset(tmp_path, words)
     fake_adapter(tmp_path)
-    path = write_params(tmp_path, {"model": "qwen3-tiny", "eval": {"max_questions": 3}})
+    # direct generation only: the stub stands in for the generator (choice scoring and
+    # spell-first need a real model; the end-to-end test below runs them)
+    eval_params = {"max_questions": 3, "prompting": ["direct"], "choice_scoring": False}
+    path = write_params(tmp_path, {"model": "qwen3-tiny", "eval": eval_params})
 
     loads = []
     fake = types.ModuleType("letterwise.modeling")
@@ -437,11 +453,18 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     assert sorted(p.name for p in custom.iterdir()) == [
         "count_by_true_count.json",
         "count_by_word_length.json",
+        "instruments.json",
         "position_by_letter_position.json",
         "position_by_word_length.json",
     ]
     points = json.loads((custom / "position_by_word_length.json").read_text())
     assert all({"word_length", "base", "tuned", "n"} == set(p) for p in points)
+    bars = json.loads((custom / "instruments.json").read_text())
+    assert {"instrument": "count: direct generation (tuned)", "accuracy": 1.0} in bars
+    assert len(bars) == 4  # 2 tasks x 1 instrument x 2 models
+    breakdowns = json.loads((tmp_path / "dvclive/eval_position/breakdowns.json").read_text())
+    assert set(breakdowns["position"]) == {"word_length", "position", "is_last", "freq_band"}
+    assert "breakdowns" not in metrics["position"]  # headline numbers only in metrics/
 
 
 # ---------------------------------------------------------------- a real model, end to end
@@ -505,3 +528,23 @@ def test_eval_position_end_to_end_on_qwen3_tiny(tmp_path):
     plots = tmp_path / "dvclive" / "eval_position" / "plots" / "custom"
     assert (plots / "position_by_letter_position.json").is_file()
     assert (plots / "count_by_true_count.json").is_file()
+
+    # every instrument of the default params, side by side, with paired deltas
+    for task, candidates in (("position", 26), ("count", None)):
+        for instrument in ("spell_first", "choice"):
+            section = metrics[task][instrument]
+            assert section["delta"]["n"] == 2
+            for model_name in ("base", "tuned"):
+                assert 0.0 <= section[model_name]["accuracy"] <= 1.0
+        choice = metrics[task]["choice"]["base"]
+        assert 1.0 <= choice["mean_rank"] <= (candidates or 99)
+        if candidates:
+            assert choice["baselines"]["uniform_chance"] == pytest.approx(1 / candidates)
+        assert 0.0 <= metrics[task]["spell_first"]["tuned"]["spelled_right_rate"] <= 1.0
+    for row in predictions:
+        for model_name in ("base", "tuned"):
+            assert set(row[model_name]) >= {"outputs", "in_format", "spell_first", "choice"}
+            record = row[model_name]["choice"]
+            assert record["expected"] == row["expected"] and row["expected"] in record["candidates"]
+    bars = json.loads((plots / "instruments.json").read_text())
+    assert len(bars) == 2 * 3 * 2  # tasks x instruments x models

@@ -136,24 +136,73 @@ def _interval(low: float | None, high: float | None, sign: bool = False) -> str:
     return f"[{_num(low, sign=sign)}, {_num(high, sign=sign)}]"
 
 
+# how each instrument is measured, in the card's words
+INSTRUMENTS = {
+    "direct": "direct generation",
+    "spell_first": "spell-first generation",
+    "choice": "choice scoring",
+    "teacher_forced": "teacher-forced letters",
+}
+
+
 def results_table(eval_metrics: dict[str, dict]) -> str:
+    """One row per task and instrument: direct generation (the task's top-level numbers),
+    spell-first generation and choice scoring where the eval measured them."""
     rows = [
-        "| task | n | base accuracy [95% CI] | fine-tuned accuracy [95% CI] | delta [95% CI] | p | "
-        "unparseable base / tuned |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| task | instrument | n | base accuracy [95% CI] | fine-tuned accuracy [95% CI] "
+        "| delta [95% CI] | p | unparseable base / tuned | in format base / tuned |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for task, m in tasks_in(eval_metrics):
-        base, tuned, delta = m["base"], m["tuned"], m["delta"]
-        rows.append(
-            f"| {task} | {delta['n']} "
-            f"| {_num(base['accuracy'])} {_interval(base['ci_low'], base['ci_high'])} "
-            f"| {_num(tuned['accuracy'])} {_interval(tuned['ci_low'], tuned['ci_high'])} "
-            f"| {_num(delta['delta'], sign=True)} "
-            f"{_interval(delta['ci_low'], delta['ci_high'], sign=True)} "
-            f"| {_num(delta['p_value'])} "
-            f"| {_num(base['unparseable_rate'], 2)} / {_num(tuned['unparseable_rate'], 2)} |"
-        )
+        sections = {"direct": m} | {k: m[k] for k in INSTRUMENTS if k != "direct" and k in m}
+        for key, section in sections.items():
+            base, tuned, delta = section["base"], section["tuned"], section["delta"]
+            unparsed = in_format = "–"
+            if "unparseable_rate" in base:
+                unparsed = (
+                    f"{_num(base['unparseable_rate'], 2)} / {_num(tuned['unparseable_rate'], 2)}"
+                )
+            if "in_format_rate" in base:
+                in_format = (
+                    f"{_num(base['in_format_rate'], 2)} / {_num(tuned['in_format_rate'], 2)}"
+                )
+            rows.append(
+                f"| {task} | {INSTRUMENTS[key]} | {delta['n']} "
+                f"| {_num(base['accuracy'])} {_interval(base['ci_low'], base['ci_high'])} "
+                f"| {_num(tuned['accuracy'])} {_interval(tuned['ci_low'], tuned['ci_high'])} "
+                f"| {_num(delta['delta'], sign=True)} "
+                f"{_interval(delta['ci_low'], delta['ci_high'], sign=True)} "
+                f"| {_num(delta['p_value'])} | {unparsed} | {in_format} |"
+            )
     return "\n".join(rows)
+
+
+def coupling_section(eval_metrics: dict[str, dict]) -> str:
+    lines = coupling_lines(eval_metrics)
+    if not lines:
+        return ""
+    return (
+        "Per-word coupling (does spelling a word right go with answering its question "
+        f"right?):\n\n{lines}\n\n"
+    )
+
+
+def coupling_lines(eval_metrics: dict[str, dict]) -> str:
+    """Per task: P(right | spelled right) vs P(right | spelled wrong), odds ratio, Fisher p."""
+    lines = []
+    for task, m in tasks_in(eval_metrics):
+        for model, c in m.get("coupling", {}).items():
+            if not c.get("n"):
+                continue
+            lines.append(
+                f"- {task}, {model}: P(right | spelled right) = "
+                f"{_num(c.get('p_right_given_spelled_right'), 2)}, P(right | spelled wrong) = "
+                f"{_num(c.get('p_right_given_spelled_wrong'), 2)}, odds ratio "
+                f"{_num(c.get('odds_ratio'), 2)} "
+                f"{_interval(c.get('odds_ratio_ci_low'), c.get('odds_ratio_ci_high'))}, "
+                f"Fisher p = {_num(c.get('fisher_p'))} (n = {c['n']} words)"
+            )
+    return "\n".join(lines)
 
 
 def spelling_extras(eval_metrics: dict[str, dict]) -> str:
@@ -360,9 +409,18 @@ after the task's tolerant parser; {ci_text}; p from the paired test ({tests}).
 
 {results_table(eval_metrics)}
 
+How each instrument measures: *direct generation* asks the question as a user would and parses
+the answer strictly (a model that knows the letters but answers in another format scores
+wrong); *spell-first generation* asks the model to spell the word first and end with an answer
+line (is the spelling skill usable?); *choice scoring* compares the log-likelihood of every
+answer candidate after the same prompt (format-free, as lm-evaluation-harness scores multiple
+choice); *teacher-forced letters* (spelling only) is the share of letters the model predicts
+top-1 given the correct prefix of the spelling.
+
 {spelling_extras(eval_metrics)}
-Breakdowns by word length, letter position, true count and word-frequency band are in
-`metrics/eval_spelling.json` and `metrics/eval_position.json` in this repository.
+{coupling_section(eval_metrics)}Breakdowns by word length, letter position, true count and
+word-frequency band are in `dvclive/eval_spelling/breakdowns.json` and
+`dvclive/eval_position/breakdowns.json` of the pipeline that produced this model.
 
 {load_back_sentence(load_back)}
 ## Training data

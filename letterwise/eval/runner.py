@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,14 @@ from rich.console import Console
 from rich.table import Table
 
 from letterwise.chat import prompt_text
+from letterwise.eval.instruments import (
+    TRANSFER_TASKS,
+    answer_with_instruments,
+    headline_coupling,
+    score_choice,
+    score_spell_first,
+    word_coupling,
+)
 from letterwise.eval.scoring import plot_points, stage_metrics
 from letterwise.generation import generate, max_new_tokens_for, sampling_for
 from letterwise.io import atomic_dir, write_json, write_jsonl
@@ -42,17 +51,9 @@ STAGE_TASKS: dict[str, tuple[str, ...]] = {
 
 
 DATASET_DIR = Path("data/dataset/hf")
-
-
 ADAPTER_DIR = Path("models/adapter")
-
-
 METRICS_DIR = Path("metrics")
-
-
 PREDICTIONS_DIR = Path("data/predictions")
-
-
 DVCLIVE_DIR = Path("dvclive")
 
 
@@ -151,8 +152,15 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def write_plots(stage: str, plots: dict[str, tuple[str, list[dict]]]) -> list[Path]:
-    """dvclive custom plots, written into a temp dir that replaces dvclive/<stage> whole."""
+def write_plots(
+    stage: str,
+    plots: dict[str, tuple[str, list[dict]]],
+    instruments: list[dict],
+    breakdowns: dict[str, Any],
+) -> list[Path]:
+    """dvclive custom plots (base vs tuned per bucket, and accuracy per instrument) and the
+    full breakdowns, written into a temp dir that replaces dvclive/<stage> whole. The
+    breakdowns live here rather than in metrics/, so `dvc exp show` stays readable."""
     from dvclive import Live
 
     final = DVCLIVE_DIR / stage
@@ -169,7 +177,86 @@ def write_plots(stage: str, plots: dict[str, tuple[str, list[dict]]]) -> list[Pa
                 title=f"{task} accuracy by {key.replace('_', ' ')}: base vs fine-tuned",
                 y_label="accuracy",
             )
-    return [final / "plots" / "custom" / f"{name}.json" for name in plots]
+        live.log_plot(
+            "instruments",
+            instruments,
+            x="accuracy",
+            y="instrument",
+            template="bar_horizontal",
+            title="accuracy per task and instrument: base vs fine-tuned",
+        )
+        write_json(Path(tmp) / "breakdowns.json", breakdowns)
+    custom = final / "plots" / "custom"
+    return [custom / f"{name}.json" for name in plots] + [custom / "instruments.json"]
+
+
+INSTRUMENT_LABELS = {
+    "direct": "direct generation",
+    "spell_first": "spell-first generation",
+    "choice": "choice scoring",
+    "teacher_forced": "teacher-forced letters",
+}
+
+
+def instrument_points(metrics: dict[str, Any], tasks: Sequence[str]) -> list[dict]:
+    """One bar per task x instrument x model: the headline accuracy of each."""
+    points = []
+    for task in tasks:
+        sections = {"direct": metrics[task]} | {
+            key: metrics[task][key] for key in INSTRUMENT_LABELS if key in metrics[task]
+        }
+        for key, section in sections.items():
+            for model in ("base", "tuned"):
+                value = section[model].get("accuracy")
+                if value is not None:
+                    label = f"{task}: {INSTRUMENT_LABELS[key]} ({model})"
+                    points.append({"instrument": label, "accuracy": value})
+    return points
+
+
+def add_instruments(
+    metrics: dict[str, Any],
+    predictions: list[dict],
+    answers: dict[str, dict[str, Any]],
+    questions: dict[str, list[dict]],
+    *,
+    seed: int,
+) -> None:
+    """Spell-first and choice results beside each task's direct-generation metrics, and
+    their per-question records in the prediction rows (same order as `questions`)."""
+    by_id = {row["id"]: row for row in predictions}
+    for instrument in ("spell_first", "choice"):
+        if instrument not in answers["base"]:
+            continue
+        start = 0
+        for task, rows in questions.items():
+            if instrument == "spell_first" and task not in TRANSFER_TASKS:
+                continue
+            end = start + len(rows)
+            per_model = {model: answers[model][instrument][start:end] for model in answers}
+            start = end
+            if instrument == "spell_first":
+                metrics[task]["spell_first"], scored = score_spell_first(
+                    task, rows, per_model, seed=seed
+                )
+            else:
+                metrics[task]["choice"], scored, forced = score_choice(task, per_model, seed=seed)
+                if forced is not None:
+                    metrics[task]["teacher_forced"] = forced
+            for i, row in enumerate(rows):
+                for model in scored:
+                    by_id[row["id"]][model][instrument] = scored[model][i]
+
+
+def add_word_coupling(metrics: dict[str, Any], predictions: list[dict], spelling: Path) -> None:
+    """Per word: spelled right (eval_spelling) x answered right (direct), for base and tuned."""
+    if not spelling.is_file():
+        return
+    spelling_rows = [json.loads(line) for line in spelling.read_text().splitlines() if line]
+    for task in TRANSFER_TASKS:
+        rows = [row for row in predictions if row["task"] == task]
+        tables = word_coupling(spelling_rows, rows)
+        metrics[task]["coupling"] = {model: headline_coupling(t) for model, t in tables.items()}
 
 
 def _fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
@@ -181,25 +268,37 @@ def _fmt(value: float | None, digits: int = 2, sign: bool = False) -> str:
 def print_summary(
     stage: str, tasks: Sequence[str], metrics: dict[str, Any], console: Console
 ) -> None:
-    """One screen: per task, base and tuned accuracy, the paired delta with its CI and p."""
+    """One screen: per task and instrument, base and tuned accuracy, the paired delta with its
+    CI and p, and the unparseable rates."""
     title = f"{stage}: {metrics['split']} split, {metrics['mode']}, {metrics['decoding']}"
     if metrics["n_samples"] > 1:
         title += f", {metrics['n_samples']} samples"
     table = Table(title=title)
-    for column in ("task", "n", "base", "tuned", "delta [95% CI]", "p", "unparsed b/t"):
-        table.add_column(column, justify="left" if column == "task" else "right", no_wrap=True)
+    columns = ("task", "instrument", "n", "base", "tuned", "delta [95% CI]", "p", "unparsed b/t")
+    for column in columns:
+        table.add_column(column, justify="left" if column in columns[:2] else "right", no_wrap=True)
     for task in tasks:
-        base, tuned, delta = metrics[task]["base"], metrics[task]["tuned"], metrics[task]["delta"]
-        table.add_row(
-            task,
-            str(delta["n"]),
-            _fmt(base["accuracy"]),
-            _fmt(tuned["accuracy"]),
-            f"{_fmt(delta['delta'], sign=True)} "
-            f"[{_fmt(delta['ci_low'], sign=True)}, {_fmt(delta['ci_high'], sign=True)}]",
-            _fmt(delta["p_value"], 3),
-            f"{_fmt(base['unparseable_rate'])}/{_fmt(tuned['unparseable_rate'])}",
-        )
+        sections = {"direct": metrics[task]} | {
+            key: metrics[task][key]
+            for key in ("spell_first", "choice", "teacher_forced")
+            if key in metrics[task]
+        }
+        for key, section in sections.items():
+            base, tuned, delta = section["base"], section["tuned"], section["delta"]
+            unparsed = "-"
+            if "unparseable_rate" in base:
+                unparsed = f"{_fmt(base['unparseable_rate'])}/{_fmt(tuned['unparseable_rate'])}"
+            table.add_row(
+                task,
+                INSTRUMENT_LABELS[key],
+                str(delta["n"]),
+                _fmt(base["accuracy"]),
+                _fmt(tuned["accuracy"]),
+                f"{_fmt(delta['delta'], sign=True)} "
+                f"[{_fmt(delta['ci_low'], sign=True)}, {_fmt(delta['ci_high'], sign=True)}]",
+                _fmt(delta["p_value"], 3),
+                unparsed,
+            )
     console.print(table)
 
 
@@ -268,24 +367,29 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
         f"model {preset.name}, backend {backend}"
     )
 
-    outputs: dict[str, list[list[str]]] = {}
+    answers: dict[str, dict[str, Any]] = {}
     model, tokenizer = load_base_model(preset, backend=backend, **base_options)
-    outputs["base"] = generate_answers(model, tokenizer, rows, params, sampling, "base model")
+    answers["base"] = answer_with_instruments(model, tokenizer, rows, params, sampling, "base")
     del model, tokenizer  # the last references: free the base before the tuned one loads
     release_memory()
     model, tokenizer = load_tuned_model(ADAPTER_DIR, backend=backend)
-    outputs["tuned"] = generate_answers(
-        model, tokenizer, rows, params, sampling, "fine-tuned model"
+    answers["tuned"] = answer_with_instruments(
+        model, tokenizer, rows, params, sampling, "fine-tuned"
     )
     del model, tokenizer
     release_memory()
 
+    outputs = {model: answers[model]["direct"] for model in answers}
     metrics, predictions = stage_metrics(params, dataclasses.asdict(sampling), outputs, questions)
+    add_instruments(metrics, predictions, answers, questions, seed=params.eval.seed)
+    if stage == "eval_position":
+        add_word_coupling(metrics, predictions, PREDICTIONS_DIR / "eval_spelling.jsonl")
+    breakdowns = {task: metrics[task].pop("breakdowns") for task in tasks}
     plots = {
-        name: plot for task in tasks for name, plot in plot_points(metrics[task], task).items()
+        name: plot for task in tasks for name, plot in plot_points(breakdowns[task], task).items()
     }
     write_jsonl(PREDICTIONS_DIR / f"{stage}.jsonl", predictions)
-    write_plots(stage, plots)
+    write_plots(stage, plots, instrument_points(metrics, tasks), breakdowns)
     write_json(METRICS_DIR / f"{stage}.json", metrics)  # last: its presence means "done"
     print_summary(stage, tasks, metrics, console)
     return metrics

@@ -55,13 +55,14 @@ def score_question(task: str, expected: str, outputs: Sequence[str]) -> dict[str
     """One model's samples for one question -> parsed answers, correctness and scores."""
     if not outputs:
         raise ValueError("a question needs at least one generated sample")
-    parse = get_task(task).parse
-    parsed = [parse(output) for output in outputs]
+    module = get_task(task)
+    parsed = [module.parse(output) for output in outputs]
     sample_correct = [answer is not None and answer == expected for answer in parsed]
     majority = majority_vote(parsed)
     scored: dict[str, Any] = {
         "outputs": list(outputs),
         "parsed": parsed,
+        "in_format": [module.in_format(output) for output in outputs],
         "sample_correct": sample_correct,
         "accuracy": sum(sample_correct) / len(sample_correct),  # mean over samples
         "vote": majority,
@@ -85,6 +86,9 @@ def summarize(task: str, scored: list[dict[str, Any]], *, n_samples: int, seed: 
         summary["majority_vote_accuracy"] = stats.accuracy_ci(votes)["accuracy"]
     summary.pop("correct")
     summary["unparseable_rate"] = stats.unparseable_rate([p for s in scored for p in s["parsed"]])
+    # answered in the asked format (the task's in_format: e.g. a letter, not a spelled word)
+    in_format = [f for s in scored for f in s["in_format"]]
+    summary["in_format_rate"] = sum(in_format) / len(in_format) if in_format else None
     if task == "spelling":
         summary["char_accuracy"] = _mean([s["char_accuracy"] for s in scored])
         summary["mean_edit_distance"] = _mean([s["edit_distance"] for s in scored])
@@ -165,9 +169,9 @@ def score_task(
     return metrics, predictions
 
 
-def plot_points(task_metrics: dict[str, Any], task: str) -> dict[str, tuple[str, list[dict]]]:
-    """Plot name -> (x field, datapoints); each datapoint has x, base, tuned and n, so one
-    plot (y: [base, tuned]) compares both models."""
+def plot_points(breakdowns: dict[str, Any], task: str) -> dict[str, tuple[str, list[dict]]]:
+    """Plot name -> (x field, datapoints) from a task's breakdowns; each datapoint has x, base,
+    tuned and n, so one plot (y: [base, tuned]) compares both models."""
     plots = {}
     for key in PLOTTED[task]:
         x = PLOT_X[key]
@@ -178,7 +182,7 @@ def plot_points(task_metrics: dict[str, Any], task: str) -> dict[str, tuple[str,
                 "tuned": buckets["tuned"]["accuracy"],
                 "n": buckets["base"]["n"],
             }
-            for value, buckets in task_metrics["breakdowns"][key].items()
+            for value, buckets in breakdowns[key].items()
             if value.lstrip("-").isdigit()
         ]
         plots[f"{task}_by_{x}"] = (x, points)

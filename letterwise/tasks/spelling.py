@@ -171,3 +171,18 @@ def spelled_letters(output: str) -> str | None:
 
 def is_correct(output: str, expected: str) -> bool:
     return parse(output) == expected
+
+
+def spells_out(output: str, min_letters: int = 3) -> bool:
+    """Whether `output` spells something letter by letter: a run (as `parse` finds runs) of at
+    least `min_letters` single letters ("s t r", "s-t-r-a-w", "1. s 2. t 3. r")."""
+    spelled = parse(output)
+    return spelled is not None and len(spelled) >= min_letters
+
+
+def in_format(output: str) -> bool:
+    """Answered in the asked format: `output` spells a word letter by letter, i.e. `parse`
+    finds a run of at least two single letters joined by one separator ("b e r r y",
+    "'berry' is spelled b-e-r-r-y."). The word written whole ("berry"), an empty answer, a
+    runaway output or an unclosed thinking block are not in format."""
+    return parse(output) is not None
