@@ -20,8 +20,6 @@ from letterwise.io import atomic_dir, write_json, write_jsonl
 from letterwise.params import load_params
 
 DATASET_DIR = Path("data/dataset")
-
-
 METRICS_FILE = Path("metrics/build_dataset.json")
 
 
@@ -47,12 +45,11 @@ def save_dataset(splits: dict[str, list[dict]], card_text: str) -> None:
 
 def print_summary(metrics: dict, console: Console) -> None:
     table = Table(title=f"build_dataset: {metrics['model']}")
-    for column in ("split", "spelling", "position", "count", "total"):
+    tasks = ("spelling", "position", "count") + (("replay",) if "replay" in metrics else ())
+    for column in ("split", *tasks, "total"):
         table.add_column(column, justify="right" if column != "split" else "left")
     for split, counts in metrics["sizes"].items():
-        table.add_row(
-            split, *(f"{counts.get(k, 0):,}" for k in ("spelling", "position", "count", "total"))
-        )
+        table.add_row(split, *(f"{counts.get(k, 0):,}" for k in (*tasks, "total")))
     console.print(table)
     leak = metrics["leakage"]
     console.print(

@@ -21,11 +21,7 @@ from letterwise.params import load_params
 from letterwise.presets import resolve_preset
 
 TOKENS_DIR = Path("data/tokens")
-
-
 METRICS_FILE = Path("metrics/filter_tokens.json")
-
-
 PLOTS_DIR = Path("dvclive/filter_tokens")
 
 

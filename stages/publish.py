@@ -52,20 +52,10 @@ from letterwise.publishing.inputs import (
 from letterwise.publishing.load_back import MERGED_SUBDIR
 
 ADAPTER_DIR = Path("models/adapter")
-
-
 DATASET_DIR = Path("data/dataset")
-
-
 METRICS_DIR = Path("metrics")
-
-
 PREDICTIONS_DIR = Path("data/predictions")
-
-
 OUT_DIR = Path("models/published")
-
-
 METRICS_FILE = METRICS_DIR / "publish.json"
 
 

@@ -38,17 +38,9 @@ if TYPE_CHECKING:
 
 
 DATASET_DIR = Path("data/dataset/hf")
-
-
 ADAPTER_DIR = Path("models/adapter")
-
-
 CHECKPOINT_DIR = Path("models/checkpoints")
-
-
 LIVE_DIR = Path("dvclive/train")
-
-
 METRICS_FILE = Path("metrics/train.json")
 
 

@@ -232,11 +232,11 @@ def test_killed_training_resumes_from_its_checkpoint(workdir: Path) -> None:
     write_params(max_steps=max_steps, save_steps=2)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "stages.train"]
-    checkpoints = Path("models/checkpoints")
+    checkpoint_dir = Path("models/checkpoints")
 
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not checkpoints.complete_checkpoints(checkpoints):
+    while not checkpoints.complete_checkpoints(checkpoint_dir):
         assert first.poll() is None, (
             f"train exited before its first checkpoint: {first.stderr.read()}"
         )
@@ -244,7 +244,7 @@ def test_killed_training_resumes_from_its_checkpoint(workdir: Path) -> None:
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
-    resume_step = checkpoints.step_of(checkpoints.complete_checkpoints(checkpoints)[-1])
+    resume_step = checkpoints.step_of(checkpoints.complete_checkpoints(checkpoint_dir)[-1])
     assert resume_step < max_steps, "the first run finished before it could be killed"
     assert not Path("models/adapter").exists()  # nothing half-written
 
@@ -254,6 +254,6 @@ def test_killed_training_resumes_from_its_checkpoint(workdir: Path) -> None:
     provenance = json.loads(Path("models/adapter/letterwise.json").read_text())
     assert provenance["resumed_from_step"] == resume_step
     assert provenance["final_step"] == max_steps
-    state = json.loads((checkpoints / f"checkpoint-{max_steps}/trainer_state.json").read_text())
+    state = json.loads((checkpoint_dir / f"checkpoint-{max_steps}/trainer_state.json").read_text())
     assert state["global_step"] == max_steps
     assert loss_steps() == list(range(1, max_steps + 1))

@@ -13,6 +13,28 @@ def size_category(total: int) -> str:
     return "100K<n<1M" if total < 1_000_000 else "n>1M"
 
 
+def replay_section(replay: dict | None) -> str:
+    """The Sources bullet for replay rows (empty without them)."""
+    if not replay:
+        return ""
+    families = ", ".join(name.replace("_", " ") for name in replay["by_family"])
+    rows, share = replay["rows"], replay["share"]
+    return f"""- **Replay** (format retention, `build_dataset.replay_share`): {rows:,} train
+  rows ({share:.1%} of the training set), task `replay`: short-answer questions with
+  no letter-level content and an explicit answer format (a number, yes/no, one word).
+  Families: {families}. Their `answer` is empty here: the `train` stage fills it with the base
+  model's own greedy answer, dropping empty, cut-off and letter-spelling answers. Checked by
+  code: questions with letter-level content {replay["letter_content"]}, questions using a
+  held-out word {replay["held_out_word_hits"]}. Only the train split has replay rows.
+"""
+
+
+def replay_fields(replay: dict | None) -> str:
+    if not replay:
+        return ""
+    return "; replay rows carry only the user turn and leave `answer` and `expected` empty"
+
+
 def dataset_card(params: Params, metrics: dict) -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -34,9 +56,12 @@ def dataset_card(params: Params, metrics: dict) -> str:
             }
         ],
     )
+    replay = metrics.get("replay")  # present only when build_dataset.replay_share > 0
+    # The replay column appears only with replay rows, so a pure-spelling card is unchanged.
+    columns = ("spelling", "position", "count") + (("replay",) if replay else ())
+    header = f"| split | {' | '.join(columns)} | total |\n|---|" + "---:|" * (len(columns) + 1)
     rows = "\n".join(
-        f"| {split} | {c.get('spelling', 0):,} | {c.get('position', 0):,} | "
-        f"{c.get('count', 0):,} | {c['total']:,} |"
+        f"| {split} | " + "".join(f"{c.get(col, 0):,} | " for col in columns) + f"{c['total']:,} |"
         for split, c in sizes.items()
     )
     leak = metrics["leakage"]
@@ -62,10 +87,9 @@ Does an LLM fine-tuned **only to spell its own vocabulary tokens** get better at
 - **Tasks**: `spelling` (letters separated by spaces), `position` (1-indexed "What is the 3rd
   letter of 'X'?", including "last letter"), `count` ("How many 'r's are in 'X'?", with
   {bd.count_absent_rate:.0%} of questions about absent letters, answer 0).
-
+{replay_section(replay)}
 ## Splits
-| split | spelling | position | count | total |
-|---|---:|---:|---:|---:|
+{header}
 {rows}
 
 ## Leakage audit (checked by code on the written rows)
@@ -78,7 +102,7 @@ Does an LLM fine-tuned **only to spell its own vocabulary tokens** get better at
 `id`, `task`, `split`, `word`, `question`, `answer` (the ideal reply), `expected` (the normalised
 key the parsers compare against), `phrasing`, `answer_format`, `position`, `is_last`, `letter`,
 `count`, `word_length`, `freq_band` (wordfreq Zipf band: high ≥ 5, mid ≥ 4, low ≥ 3, rare),
-`messages` (chat turns: user question, assistant answer).
+`messages` (chat turns: user question, assistant answer{replay_fields(replay)}).
 
 Built by the `build_dataset` stage of the letterwise DVC pipeline.
 """

@@ -177,6 +177,18 @@ def results_table(eval_metrics: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
+def replay_sentence(provenance: dict[str, Any]) -> str:
+    """Format-retention replay turns, when the run had them (else nothing: spelling only)."""
+    replay = provenance.get("replay")
+    if not replay or not replay.get("rows"):
+        return "No other training data (spelling only). "
+    return (
+        f"Plus {replay['rows']:,} replay turns (format retention: short-answer questions with no "
+        f"letter-level content, answered by the base model itself; {replay.get('dropped', 0):,} "
+        "of its answers dropped as empty, cut off or spelled out). "
+    )
+
+
 def coupling_section(eval_metrics: dict[str, dict]) -> str:
     lines = coupling_lines(eval_metrics)
     if not lines:
@@ -424,11 +436,12 @@ word-frequency band are in `dvclive/eval_spelling/breakdowns.json` and
 
 {load_back_sentence(load_back)}
 ## Training data
-Spelling only: {data_metrics["training_strings"]:,} strings drawn from the
+Spelling: {data_metrics["training_strings"]:,} strings drawn from the
 {data_metrics["token_subset_strings"]:,} English-only strings of the tokenizer vocabulary
 ({token_metrics.get("kept_tokens", 0):,} of {token_metrics.get("vocab_size", 0):,} tokens are
-ASCII letters only once the leading-space marker is removed), {sizes["train"]["total"]:,}
-training examples in several phrasings and answer formats. Evaluation words never occur among
+ASCII letters only once the leading-space marker is removed), {sizes["train"].get("spelling", 0):,}
+training examples in several phrasings and answer formats. {replay_sentence(provenance)}\
+Evaluation words never occur among
 the training strings (leaked words: {leak["leaked_words"]}; checked by code), and
 {leak["multi_token_share"]:.0%} of them are split by the tokenizer into at least two tokens.
 The data and its card: {dataset_ref}.

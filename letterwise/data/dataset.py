@@ -5,6 +5,10 @@ Training data is spelling only, over the English-only token strings from `filter
 Evaluation words are real English words (wordfreq) that the tokenizer splits into >= 2 tokens,
 at least one a multi-letter alphabetic token, and that never appear (case-insensitively) as a
 token string; `leakage_audit` re-checks both properties on the built rows. Torch-free.
+
+With `build_dataset.replay_share` > 0 the train split also gets replay rows (task "replay"):
+short-answer questions with no letter-level content whose answers are left empty here and
+filled in by the train stage with the base model's own greedy answers (format retention).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -21,11 +26,9 @@ from rich.progress import track
 from letterwise.data.vocab import load_vocab_tokenizer, word_pieces
 from letterwise.params import BuildDatasetParams, Params
 from letterwise.presets import resolve_preset
-from letterwise.tasks import count, position, spelling
+from letterwise.tasks import count, position, replay, spelling
 
 TOKENS_FILE = Path("data/tokens/tokens.jsonl")
-
-
 EVAL_SPLITS = ("validation", "test")
 
 
@@ -123,6 +126,70 @@ def training_rows(strings: list[str], params: BuildDatasetParams, rng: random.Ra
         for question in spelling.training_examples(string, rng, params.examples_per_token):
             rows.append(example_row("train", "spelling", len(rows), string, question, None))
     return rows
+
+
+def replay_count(spelling_rows: int, share: float) -> int:
+    """Replay rows to add so that replay / (spelling + replay) is `share` (rounded)."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"replay_share must be in [0, 1), got {share}")
+    return round(share * spelling_rows / (1.0 - share))
+
+
+def replay_rows(n: int, rng: random.Random, held_out: set[str]) -> list[dict]:
+    """`n` train rows of task "replay": a question with no letter-level content and no answer
+    yet (the train stage asks the base model). Questions never use a held-out word."""
+    rows = []
+    for index, question in enumerate(replay.replay_questions(rng, n, avoid_words=held_out)):
+        rows.append(
+            {
+                "id": f"train-replay-{index:06d}",
+                "task": replay.TASK,
+                "split": "train",
+                "word": None,
+                "question": question["question"],
+                "answer": None,  # the base model's greedy answer, filled in by the train stage
+                "expected": None,
+                "phrasing": question["phrasing"],
+                "answer_format": question["answer_format"],
+                "position": None,
+                "is_last": False,
+                "letter": None,
+                "count": None,
+                "word_length": None,
+                "freq_band": None,
+                "messages": [{"role": "user", "content": question["question"]}],
+            }
+        )
+    return rows
+
+
+def replay_metrics(rows: list[dict], held_out: set[str]) -> dict:
+    """Counts for metrics/build_dataset.json, re-checking on the written rows that no replay
+    question asks about letters or uses a held-out word."""
+    train_total = len(rows)
+    replays = [row for row in rows if row["task"] == replay.TASK]
+    lettered = [r["question"] for r in replays if replay.contains_letter_content(r["question"])]
+    held_out_hits = [
+        r["question"]
+        for r in replays
+        if set(re.findall(r"[a-z]+", r["question"].lower())) & held_out
+    ]
+    if lettered or held_out_hits:
+        raise SystemExit(
+            f"build_dataset: replay audit failed: {len(lettered)} questions with letter-level "
+            f"content {lettered[:3]}, {len(held_out_hits)} using held-out words "
+            f"{held_out_hits[:3]}"
+        )
+    return {
+        "rows": len(replays),
+        "share": round(len(replays) / train_total, 4) if train_total else 0.0,
+        "distinct_questions": len({r["question"] for r in replays}),
+        "by_family": dict(
+            sorted(Counter(replay.family_of(r["phrasing"]) for r in replays).items())
+        ),
+        "letter_content": len(lettered),
+        "held_out_word_hits": len(held_out_hits),
+    }
 
 
 def evaluation_rows(
@@ -227,6 +294,12 @@ def build(params: Params, console: Console) -> tuple[dict[str, list[dict]], dict
         tokenizer, training_strings, params.build_dataset, random.Random(f"{params.seed}-words")
     )
     splits = {"train": training_rows(strings, params.build_dataset, train_rng)}
+    share = params.build_dataset.replay_share
+    held_out = {word for split in EVAL_SPLITS for word in words[split]}
+    if share > 0:  # its own stream: the spelling rows stay exactly as without replay
+        n_replay = replay_count(len(splits["train"]), share)
+        replay_rng = random.Random(f"{params.seed}-replay")
+        splits["train"] += replay_rows(n_replay, replay_rng, held_out)
     for split in EVAL_SPLITS:
         rng = random.Random(f"{params.seed}-{split}")
         splits[split] = evaluation_rows(split, words[split], params.build_dataset, rng)
@@ -234,7 +307,9 @@ def build(params: Params, console: Console) -> tuple[dict[str, list[dict]], dict
     metrics = {
         "model": preset.name,
         "sizes": sizes(splits),
-        "training_strings": len({row["word"] for row in splits["train"]}),
+        "training_strings": len(
+            {row["word"] for row in splits["train"] if row["task"] == spelling.TASK}
+        ),
         "token_subset_strings": len(strings),
         "leakage": audit,
         "freq_bands": {
@@ -248,4 +323,6 @@ def build(params: Params, console: Console) -> tuple[dict[str, list[dict]], dict
             for split in EVAL_SPLITS
         },
     }
+    if share > 0:  # absent at 0, so the default run's metrics stay as they were
+        metrics["replay"] = replay_metrics(splits["train"], held_out)
     return splits, metrics

@@ -30,11 +30,7 @@ from letterwise.publishing.inputs import (
 from letterwise.publishing.load_back import load_back_check, merged_load_back, write_merged
 
 DATASET_SUBDIR = "dataset"  # the dataset repo, inside the published folder
-
-
 METRICS_SUBDIR = "metrics"  # copies of the metrics the card was built from
-
-
 ADAPTER_SKIP = {"README.md"}  # peft's placeholder card; ours replaces it
 
 

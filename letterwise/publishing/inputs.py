@@ -16,11 +16,7 @@ from letterwise.params import Params
 from letterwise.presets import Preset
 
 EVAL_STAGES = ("eval_spelling", "eval_position")
-
-
 PROVENANCE_FILE = "letterwise.json"
-
-
 DATASET_SPLITS = ("train", "validation", "test")
 
 

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
 
 RUN_KEY_FILE = "letterwise_run.json"  # in the checkpoint dir: which params/data it belongs to
-
-
 ELAPSED_FILE = "letterwise_elapsed.json"  # in a checkpoint, written last: it is complete
 
 

@@ -2,6 +2,9 @@
 
 Each row goes through the model's chat template (letterwise.chat.training_pair); TRL's SFTTrainer
 then masks the prompt (for Qwen3 including the empty think block) out of the loss.
+
+The train split may also hold replay rows (task "replay", no answer yet): the train stage has the
+base model answer them (letterwise.training.replay) before they join the training rows.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from letterwise.chat import training_pair
+from letterwise.tasks.replay import TASK as REPLAY_TASK
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -46,16 +50,57 @@ def load_train_split(dataset_dir: Path) -> Dataset:
         )
     if len(rows) == 0:
         raise TrainInputError(f"{dataset_dir} train split is empty")
+    check_answers(rows, dataset_dir)
     return rows
 
 
-def dataset_fingerprint(questions: list[str], answers: list[str]) -> str:
-    """sha256 over the (question, answer) rows in order: what the model is trained on."""
+def is_replay(tasks: list[str | None]) -> list[bool]:
+    return [task == REPLAY_TASK for task in tasks]
+
+
+def row_tasks(rows: Dataset) -> list[str | None]:
+    """The task of every row; a split without a `task` column is all answered turns."""
+    return list(rows["task"]) if "task" in rows.column_names else [None] * len(rows)
+
+
+def check_answers(rows: Dataset, dataset_dir: Path) -> None:
+    """Answered rows need an answer; replay rows must not have one (the base model gives it)."""
+    answers = rows["answer"]
+    replay = is_replay(row_tasks(rows))
+    unanswered = [
+        i for i, (a, r) in enumerate(zip(answers, replay, strict=True)) if not r and not a
+    ]
+    if unanswered:
+        raise TrainInputError(
+            f"{dataset_dir} train split: {len(unanswered)} non-replay rows have no answer "
+            f"(first at row {unanswered[0]}); rebuild it with `dvc repro build_dataset`"
+        )
+    preanswered = [i for i, (a, r) in enumerate(zip(answers, replay, strict=True)) if r and a]
+    if preanswered:
+        raise TrainInputError(
+            f"{dataset_dir} train split: {len(preanswered)} replay rows already have an answer "
+            f"(first at row {preanswered[0]}); replay answers come from the base model at train "
+            "time, so build_dataset leaves them empty"
+        )
+
+
+def split_replay(rows: Dataset) -> tuple[list[dict], list[dict]]:
+    """(answered rows, replay rows awaiting the base model's answer), each {question, answer}."""
+    answered: list[dict] = []
+    replay: list[dict] = []
+    flags = is_replay(row_tasks(rows))
+    for question, answer, flag in zip(rows["question"], rows["answer"], flags, strict=True):
+        (replay if flag else answered).append({"question": question, "answer": answer})
+    return answered, replay
+
+
+def dataset_fingerprint(questions: list[str], answers: list[str | None]) -> str:
+    """sha256 over the (question, answer) rows in order (a missing answer counts as "")."""
     digest = hashlib.sha256()
     for question, answer in zip(questions, answers, strict=True):
         digest.update(question.encode())
         digest.update(b"\x1f")
-        digest.update(answer.encode())
+        digest.update((answer or "").encode())
         digest.update(b"\x1e")
     return digest.hexdigest()
 
@@ -73,13 +118,16 @@ def render_pair(tokenizer: PreTrainedTokenizerBase, question: str, answer: str) 
     return prompt, completion
 
 
-def sft_dataset(tokenizer: PreTrainedTokenizerBase, rows: Dataset) -> Dataset:
-    """A prompt/completion dataset (TRL's format for completion-only loss)."""
+def sft_dataset(tokenizer: PreTrainedTokenizerBase, rows: Dataset | list[dict]) -> Dataset:
+    """A prompt/completion dataset (TRL's format for completion-only loss) from question/answer
+    rows: a Dataset, or a list of dicts."""
     from datasets import Dataset
 
-    pairs = [
-        render_pair(tokenizer, q, a) for q, a in zip(rows["question"], rows["answer"], strict=True)
-    ]
+    if isinstance(rows, list):
+        questions, answers = [r["question"] for r in rows], [r["answer"] for r in rows]
+    else:
+        questions, answers = rows["question"], rows["answer"]
+    pairs = [render_pair(tokenizer, q, a) for q, a in zip(questions, answers, strict=True)]
     return Dataset.from_dict({"prompt": [p for p, _ in pairs], "completion": [c for _, c in pairs]})
 
 

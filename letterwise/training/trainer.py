@@ -1,9 +1,10 @@
 """The LoRA fine-tune: peft adapters (Unsloth's on CUDA), TRL's SFTTrainer, dvclive curves,
 provenance.
 
-`run_training` is the whole job the train stage asks for: load the base model, add LoRA, train
-(resuming from a checkpoint when one matches), then write the adapter + tokenizer + provenance
-atomically and the headline numbers to a metrics file.
+`run_training` is the whole job the train stage asks for: load the base model, have it answer
+the replay questions if the data has any (letterwise.training.replay), add LoRA, train (resuming
+from a checkpoint when one matches), then write the adapter + tokenizer + provenance atomically
+and the headline numbers to a metrics file.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ from letterwise.training.checkpoints import (
     run_key,
     step_of,
 )
-from letterwise.training.data import dataset_fingerprint, sft_dataset, token_lengths
+from letterwise.training.data import (
+    dataset_fingerprint,
+    sft_dataset,
+    split_replay,
+    token_lengths,
+)
+from letterwise.training.replay import replay_targets
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -340,7 +347,34 @@ def run_training(
         seed=QWEN3_TINY_SEED,
         max_seq_length=train.max_seq_length,
     )
-    pairs = sft_dataset(tokenizer, rows)
+    # The run key covers the data as build_dataset wrote it (replay answers empty): the replay
+    # answers are cached in the checkpoint directory, so a resumed run reuses the very targets
+    # its checkpoints were trained on.
+    input_fingerprint = dataset_fingerprint(list(rows["question"]), list(rows["answer"]))
+    resume = prepare_checkpoints(
+        checkpoint_dir, run_key(params, input_fingerprint, backend), console
+    )
+    answered, replay_rows = split_replay(rows)
+    replay = None
+    if replay_rows:  # before LoRA: the targets are the base model's own answers
+        identity = {
+            "model": params.model,
+            "base_weights": describe_base_weights(preset, QWEN3_TINY_SEED),
+            "backend": backend,
+            "load_in_4bit": backend == "unsloth" and train.load_in_4bit,
+            "device": default_device(),
+        }
+        replay_answers, replay = replay_targets(
+            model,
+            tokenizer,
+            replay_rows,
+            cache_dir=checkpoint_dir,
+            model_identity=identity,
+            backend=backend,
+            console=console,
+        )
+        answered = answered + replay_answers
+    pairs = sft_dataset(tokenizer, answered)
     lengths = token_lengths(tokenizer, pairs)
     too_long = sum(length > train.max_seq_length for length in lengths)
     if too_long:
@@ -348,7 +382,10 @@ def run_training(
             f"[yellow]{too_long} of {len(lengths)} examples exceed train.max_seq_length="
             f"{train.max_seq_length} tokens (longest {max(lengths)}) and will be truncated"
         )
-    fingerprint = dataset_fingerprint(list(rows["question"]), list(rows["answer"]))
+    # what the model trains on (with replay: the base model's answers filled in)
+    fingerprint = dataset_fingerprint(
+        [row["question"] for row in answered], [row["answer"] for row in answered]
+    )
 
     model = add_lora(model, params, backend)
     if hub_id_of(preset):  # a portable pointer in adapter_config.json, not a local cache path
@@ -356,7 +393,6 @@ def run_training(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
 
-    resume = prepare_checkpoints(checkpoint_dir, run_key(params, fingerprint, backend), console)
     elapsed_before = elapsed_at(resume)
     callbacks = training_callbacks(live_dir, console, elapsed_before)
     trainer = build_trainer(
@@ -399,7 +435,9 @@ def run_training(
         "load_in_4bit": backend == "unsloth" and train.load_in_4bit,
         "seed": params.seed,
         "train_params": train.model_dump(),
-        "dataset": {"path": str(dataset_dir), "fingerprint": fingerprint, "examples": len(rows)},
+        "dataset": {"path": str(dataset_dir), "fingerprint": fingerprint, "examples": len(pairs)},
+        # replay turns: questions, rows kept, dropped (by reason), targets_sha256, from_cache
+        "replay": replay,
         "final_step": state.global_step,
         "final_loss": losses[-1] if losses else None,
         "resumed_from_step": step_of(resume) if resume else None,
@@ -424,7 +462,9 @@ def run_training(
             "train_seconds": provenance["train_seconds"],
             "seconds_per_step": provenance["seconds_per_step"],
             "trainable_params": trainable,
-            "examples": len(rows),
+            "examples": len(pairs),
+            "replay_rows": replay["rows"] if replay else 0,
+            "replay_dropped": replay["dropped"] if replay else 0,
         },
     )
     return provenance
