@@ -95,11 +95,16 @@ def timed(fn: Any) -> tuple[Any, dict[str, float]]:
 
 
 def summary(rows: list[dict], right: list[bool], times: dict[str, float]) -> dict[str, Any]:
+    by_task = {
+        task: [r for row, r in zip(rows, right, strict=True) if row["task"] == task]
+        for task in TASKS
+    }
     return {
         **times,
         "questions_per_s": len(rows) / times["seconds"],
         "questions_per_cpu_s": len(rows) / times["cpu_seconds"],
         "accuracy": sum(right) / len(right),
+        "accuracy_by_task": {task: sum(r) / len(r) for task, r in by_task.items() if r},
     }
 
 
@@ -155,19 +160,22 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     table = Table(title=f"{args.preset}: {len(rows)} position/count questions, batch {batch_size}")
-    for column in ("instrument", "seconds", "CPU s", "questions/s", "questions/CPU s", "accuracy"):
+    columns = ("instrument", "seconds", "CPU s", "questions/s", "questions/CPU s", "accuracy")
+    columns += tuple(f"{task} acc." for task in TASKS)
+    for column in columns:
         table.add_column(column, justify="left" if column == "instrument" else "right")
     for name in ("generation", "choice"):
         part = result[name]
         table.add_row(
-            "direct generation (greedy)" if name == "generation" else "choice scoring",
+            "direct (greedy)" if name == "generation" else "choice",
             f"{part['seconds']:.1f}",
             f"{part['cpu_seconds']:.1f}",
             f"{part['questions_per_s']:.2f}",
             f"{part['questions_per_cpu_s']:.2f}",
             f"{part['accuracy']:.2f}",
+            *(f"{part['accuracy_by_task'].get(task, 0.0):.2f}" for task in TASKS),
         )
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
     if args.out:
         write_json(args.out, result)
     return result

@@ -11,6 +11,7 @@ Three kinds of check:
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from string import ascii_lowercase
@@ -295,6 +296,7 @@ def qwen3_tiny():
     return load_base_model(PRESETS["qwen3-tiny"])
 
 
+@pytest.mark.slow  # ~8 s on a free core, minutes when the CPU is oversubscribed
 def test_batched_scores_equal_naive_ones_on_smollm2(smollm2):
     model, tokenizer = smollm2
     rows = [
@@ -315,6 +317,21 @@ def test_batched_scores_equal_naive_ones_on_qwen3_tiny(qwen3_tiny):
     model, tokenizer = qwen3_tiny
     prompts, candidates = reference_questions(tokenizer, mixed_rows(), letters=8)
     assert_matches_naive(model, tokenizer, prompts, candidates, batch_sizes=[1, 4, 64])
+
+
+def test_scores_through_a_lora_adapter_equal_naive_ones(qwen3_tiny):
+    # the tuned model in eval is a PeftModel: cache, positions and masks must pass through it
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = qwen3_tiny
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    tuned = get_peft_model(copy.deepcopy(model), config).eval()
+    rows = [*dataset_rows("position", "straw"), *dataset_rows("spelling", "balloon")]
+    prompts, candidates = reference_questions(tokenizer, rows, letters=4)
+    tuned_scores = assert_matches_naive(tuned, tokenizer, prompts, candidates, batch_sizes=[4])
+    base_scores = score_candidates(model, tokenizer, prompts, candidates, batch_size=4)
+    assert tuned_scores[0][0].logprob != pytest.approx(base_scores[0][0].logprob, abs=1e-3)
 
 
 def test_run_choice_records_follow_the_rows(qwen3_tiny):

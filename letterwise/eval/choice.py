@@ -4,7 +4,8 @@ format-free, as lm-evaluation-harness scores multiple choice.
 A fine-tuned model can know a letter yet answer in the wrong format (spell the word instead of
 naming the letter); generation then scores it wrong. Here nothing is generated: each candidate
 answer is scored as a continuation of the same chat prompt, and the best-scored one is the
-model's choice. Candidates, records and summaries are in letterwise.eval.choice_metrics.
+model's choice. Candidates, the teacher-forced letter judgement, records and summaries are
+in letterwise.eval.choice_metrics.
 
 Continuation tokens. A candidate is tokenized *joined to its prompt* (prompt + candidate as one
 string) and its tokens are those after the longest prefix the joined tokens share with the
@@ -41,10 +42,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from letterwise.chat import prompt_text, training_pair
 from letterwise.eval.choice_metrics import (
+    TeacherForced,
     candidate_keys,
     choice_delta,
     choice_records,
     completion_text,
+    judge_letters,
     near_misses,
     summarize_choice,
 )
@@ -310,55 +313,6 @@ def score_candidates(
 # ----------------------------------------------------------------------------- teacher forcing
 
 
-@dataclass(frozen=True)
-class TeacherForced:
-    """Per letter of one spelled word, given the correct spelling up to that letter."""
-
-    letter_right: tuple[bool, ...]  # the model's top-1 token shows this letter (see below)
-    token_exact: tuple[bool, ...]  # its top-1 token is exactly the answer's token
-    predicted: tuple[str, ...]  # the top-1 token's text at each letter
-
-    @property
-    def fraction(self) -> float:
-        return sum(self.letter_right) / len(self.letter_right)
-
-    @property
-    def exact_fraction(self) -> float:
-        return sum(self.token_exact) / len(self.token_exact)
-
-
-def _judge_letters(
-    tokenizer: Any, prompt: str, candidate: str, spelled: str, word: str, scored: _Scored
-) -> TeacherForced:
-    """Each letter is judged at the answer token holding it, from the model's top-1 token there
-    (given the prompt and the correct answer before that token). Right when the top-1 token's
-    letters, ignoring separators, whitespace, digits and case, have this letter at the same
-    place as the answer token has it: a predicted " t" or "t" or "T" is right for "t", a
-    multi-letter "tr" is judged on its first letter. `token_exact` is the strict variant."""
-    letter_chars = [len(prompt) + i for i, ch in enumerate(spelled) if ch.isalpha()]
-    if len(letter_chars) != len(word):
-        raise ValueError(f"spelled answer {spelled!r} does not show the {len(word)} letters")
-    if not candidate.startswith(spelled):
-        raise ValueError(f"scored candidate {candidate!r} does not start with {spelled!r}")
-    full = prompt + candidate
-    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-    first = len(ids) - len(scored.token_ids)
-    if ids[first:] != scored.token_ids:
-        raise ValueError("teacher forcing: the answer tokenizes differently than it was scored")
-    right, exact, predicted = [], [], []
-    for letter, char in zip(word, letter_chars, strict=True):
-        j = next(j for j in range(first, len(ids)) if offsets[j][0] <= char < offsets[j][1])
-        place = sum(ch.isalpha() for ch in full[offsets[j][0] : char])
-        top = scored.top1[j - first]
-        text = tokenizer.decode([top])
-        letters = [ch.lower() for ch in text if ch.isalpha()]
-        right.append(place < len(letters) and letters[place] == letter)
-        exact.append(top == ids[j])
-        predicted.append(text)
-    return TeacherForced(tuple(right), tuple(exact), tuple(predicted))
-
-
 def teacher_forced(
     model: Any,
     tokenizer: Any,
@@ -376,7 +330,7 @@ def teacher_forced(
     spelled = [fmt.spell(word) for word in words]
     scored = _score(model, tokenizer, prompts, [[s + suffix] for s in spelled], batch_size)
     return [
-        _judge_letters(tokenizer, p, s + suffix, s, w, q[0])
+        judge_letters(tokenizer, p, s + suffix, s, w, q[0].token_ids, q[0].top1)
         for p, s, w, q in zip(prompts, spelled, words, scored, strict=True)
     ]
 
@@ -428,13 +382,14 @@ def run_choice(
         forced = None
         if task == "spelling":  # the true spelling is candidate 0 (candidate_keys)
             forced = [
-                _judge_letters(
+                judge_letters(
                     tokenizer,
                     prompts[i],
                     texts[i][0],
                     completion_text(task, rows[i], rows[i]["word"]),
                     rows[i]["word"],
-                    scored[i][0],
+                    scored[i][0].token_ids,
+                    scored[i][0].top1,
                 )
                 for i in index
             ]
@@ -445,7 +400,4 @@ def run_choice(
         made = choice_records(task, task_rows, task_scores, seed=seed, teacher_forced=forced)
         for i, record in zip(index, made, strict=True):
             records[i] = record
-    unknown = sorted({row["task"] for row, r in zip(rows, records, strict=True) if r is None})
-    if unknown:
-        raise ValueError(f"choice scoring has no candidates for task(s) {unknown}")
     return records  # type: ignore[return-value]

@@ -1,5 +1,6 @@
-"""Choice scoring without a model: answer candidates, spelling near-misses, per-question records,
-per-task summaries with chance and prior baselines, and the paired base-vs-tuned deltas.
+"""Choice scoring without a model: answer candidates, spelling near-misses, the teacher-forced
+letter judgement, per-question records, per-task summaries with chance and prior baselines, and
+the paired base-vs-tuned deltas.
 
 Torch-free (plain Python, scipy through letterwise.eval.stats), so everything here is tested on
 hand-computed numbers. The model side is letterwise.eval.choice.
@@ -20,6 +21,7 @@ import random
 import string
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from letterwise.eval import stats
@@ -106,6 +108,64 @@ def completion_text(task: str, row: dict, key: str) -> str:
     if task == "spelling":
         return SPELLING_FORMATS[row["answer_format"]].spell(key)
     return key
+
+
+# ----------------------------------------------------------------------------- teacher forcing
+
+
+@dataclass(frozen=True)
+class TeacherForced:
+    """Per letter of one spelled word, given the correct spelling up to that letter."""
+
+    letter_right: tuple[bool, ...]  # the model's top-1 token shows this letter (see below)
+    token_exact: tuple[bool, ...]  # its top-1 token is exactly the answer's token
+    predicted: tuple[str, ...]  # the top-1 token's text at each letter
+
+    @property
+    def fraction(self) -> float:
+        return sum(self.letter_right) / len(self.letter_right)
+
+    @property
+    def exact_fraction(self) -> float:
+        return sum(self.token_exact) / len(self.token_exact)
+
+
+def judge_letters(
+    tokenizer: Any,
+    prompt: str,
+    candidate: str,
+    spelled: str,
+    word: str,
+    scored_ids: Sequence[int],
+    top1: Sequence[int],
+) -> TeacherForced:
+    """Each letter is judged at the answer token holding it, from the model's top-1 token there
+    (given the prompt and the correct answer before that token). Right when the top-1 token's
+    letters, ignoring separators, whitespace, digits and case, have this letter at the same
+    place as the answer token has it: a predicted " t" or "t" or "T" is right for "t", a
+    multi-letter "tr" is judged on its first letter. `token_exact` is the strict variant."""
+    letter_chars = [len(prompt) + i for i, ch in enumerate(spelled) if ch.isalpha()]
+    if len(letter_chars) != len(word):
+        raise ValueError(f"spelled answer {spelled!r} does not show the {len(word)} letters")
+    if not candidate.startswith(spelled):
+        raise ValueError(f"scored candidate {candidate!r} does not start with {spelled!r}")
+    full = prompt + candidate
+    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    first = len(ids) - len(list(scored_ids))
+    if ids[first:] != list(scored_ids):
+        raise ValueError("teacher forcing: the answer tokenizes differently than it was scored")
+    right, exact, predicted = [], [], []
+    for letter, char in zip(word, letter_chars, strict=True):
+        j = next(j for j in range(first, len(ids)) if offsets[j][0] <= char < offsets[j][1])
+        place = sum(ch.isalpha() for ch in full[offsets[j][0] : char])
+        top = top1[j - first]
+        text = tokenizer.decode([top])
+        letters = [ch.lower() for ch in text if ch.isalpha()]
+        right.append(place < len(letters) and letters[place] == letter)
+        exact.append(top == ids[j])
+        predicted.append(text)
+    return TeacherForced(tuple(right), tuple(exact), tuple(predicted))
 
 
 # ----------------------------------------------------------------------------- records
