@@ -186,13 +186,18 @@ def _batch_seed(seed: int, batch_index: int) -> int:
     return (seed * 1_000_003 + batch_index * 7_919 + 1) % (2**63 - 1)
 
 
-def _left_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def padded(
+    rows: list[list[int]], pad_id: int, *, left: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) for token rows of different lengths, padded on the left
+    (generation: every row ends where its next token goes) or on the right."""
     width = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-        attention_mask[i, width - len(row) :] = 1
+        place = slice(width - len(row), width) if left else slice(0, len(row))
+        input_ids[i, place] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, place] = 1
     return input_ids, attention_mask
 
 
@@ -227,7 +232,7 @@ def _batch_inputs(
     token keeps the position it has in its unpadded prompt.
     """
     prefix = shared_prefix_length(rows) if share_prefix and len(rows) > 1 else 0
-    suffix_ids, suffix_mask = _left_padded([row[prefix:] for row in rows], pad_id)
+    suffix_ids, suffix_mask = padded([row[prefix:] for row in rows], pad_id)
     if prefix == 0:
         return {"input_ids": suffix_ids, "attention_mask": suffix_mask, "past_key_values": None}
     prefix_ids = torch.tensor([rows[0][:prefix]], dtype=torch.long)

@@ -51,6 +51,7 @@ from letterwise.eval.choice_metrics import (
     near_misses,
     summarize_choice,
 )
+from letterwise.generation import padded
 from letterwise.tasks.spelling import SPELLING_FORMATS
 
 __all__ = [
@@ -152,17 +153,6 @@ def _plan_batches(questions: list[_Question], batch_size: int) -> list[list[int]
     return batches
 
 
-def _padded(rows: list[list[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        place = slice(width - len(row), width) if left else slice(0, len(row))
-        ids[i, place] = torch.tensor(row, dtype=torch.long)
-        mask[i, place] = 1
-    return ids, mask
-
-
 def _model_device(model: Any) -> torch.device:
     device = getattr(model, "device", None)
     return device if isinstance(device, torch.device) else next(model.parameters()).device
@@ -186,7 +176,7 @@ def _run_contexts(model: Any, contexts: list[list[int]], pad_id: int) -> tuple[A
     """
     device = _model_device(model)
     start = _shared_start(contexts) if len(contexts) > 1 else 0
-    own_ids, own_mask = _padded([c[start:] for c in contexts], pad_id, left=True)
+    own_ids, own_mask = padded([c[start:] for c in contexts], pad_id, left=True)
     cache = None
     if start:
         cache = model(
@@ -218,7 +208,7 @@ def _score_batch(model: Any, questions: list[_Question], pad_id: int) -> list[li
     last, cache, context_mask = _run_contexts(model, [q.context for q in questions], pad_id)
     owner = torch.tensor([qi for qi, q in enumerate(questions) for _ in q.continuations])
     conts = [c for q in questions for c in q.continuations]
-    cand_ids, cand_mask = _padded(conts, pad_id, left=False)
+    cand_ids, cand_mask = padded(conts, pad_id, left=False)
     targets, owner_at = cand_ids.to(device), owner.to(device)
     first_lp = last[owner_at].gather(1, targets[:, :1]) - torch.logsumexp(last, -1)[owner_at, None]
     first_top = last.argmax(-1)[owner_at, None]

@@ -124,23 +124,14 @@ def is_correct(output: str, expected: str) -> bool:
     return parse(output) == expected
 
 
-# A letter-only answer needs a few words at most ("The 3rd letter of 'strawberry' is 'r'." = 7).
-IN_FORMAT_MAX_WORDS = 12
-
-
 def in_format(output: str) -> bool:
     """Answered in the asked format ("Answer with the letter only"), strictly:
     1. `parse` finds a letter;
     2. the output does not spell anything out: no run of 3+ single letters joined by a
        separator ("s t r", "s-t-r-a-w", "1. s 2. t 3. r"; see spelling.spells_out);
-    3. it is short: at most IN_FORMAT_MAX_WORDS whitespace-separated words.
+    3. it is short: at most spelling.SHORT_ANSWER_MAX_WORDS words.
     All three are judged on the cleaned answer (thinking block and chat tokens dropped).
     "r", "**R**", "The 3rd letter of 'strawberry' is 'r'." are in format;
     "'strawberry' is spelled s-t-r-a-w-b-e-r-r-y, so r" and a long explanation are not.
     """
-    text = clean_output(output)
-    return (
-        parse(output) is not None
-        and not spelling.spells_out(text)
-        and len(text.split()) <= IN_FORMAT_MAX_WORDS
-    )
+    return spelling.short_answer_in_format(output, parse)

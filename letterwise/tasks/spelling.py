@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from letterwise.tasks.common import check_count, check_word, clean_output, question_record
@@ -178,6 +179,25 @@ def spells_out(output: str, min_letters: int = 3) -> bool:
     least `min_letters` single letters ("s t r", "s-t-r-a-w", "1. s 2. t 3. r")."""
     spelled = parse(output)
     return spelled is not None and len(spelled) >= min_letters
+
+
+# A one-letter or one-number answer needs a few words at most
+# ("The letter 'r' appears 3 times." = 6).
+SHORT_ANSWER_MAX_WORDS = 12
+
+
+def short_answer_in_format(output: str, parse_answer: Callable[[str], str | None]) -> bool:
+    """The in-format rule of the short-answer tasks (position, count), strictly:
+    1. `parse_answer` finds an answer;
+    2. the output does not spell anything out (`spells_out`);
+    3. it is short: at most SHORT_ANSWER_MAX_WORDS whitespace-separated words.
+    Judged on the cleaned answer (thinking block and chat tokens dropped)."""
+    text = clean_output(output)
+    return (
+        parse_answer(output) is not None
+        and not spells_out(text)
+        and len(text.split()) <= SHORT_ANSWER_MAX_WORDS
+    )
 
 
 def in_format(output: str) -> bool:
