@@ -435,7 +435,8 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     assert loads == [("base", "qwen3-tiny"), ("tuned", "models/adapter")]
     metrics = json.loads((tmp_path / "metrics" / "eval_position.json").read_text())
     assert set(metrics) == {"model", "mode", "decoding", "sampling", "split", "n_samples",
-                            "position", "count"}  # fmt: skip
+                            "position", "count", "seconds"}  # fmt: skip
+    assert set(metrics["seconds"]["tuned"]) == {"direct"}  # the only instrument asked for
     assert metrics["sampling"]["decoding"] == "greedy" and metrics["n_samples"] == 1
     for task in ("position", "count"):
         assert metrics[task]["base"]["n"] == 3  # max_questions per task

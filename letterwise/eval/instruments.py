@@ -16,6 +16,7 @@ everything else is pure functions over its records.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,17 +64,23 @@ def answer_with_instruments(
     """One model's answers under every instrument the params ask for (direct always runs)."""
     from letterwise.eval.runner import generate_answers
 
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
     answers: dict[str, Any] = {
         "direct": generate_answers(model, tokenizer, rows, params, sampling, description)
     }
+    seconds["direct"] = time.monotonic() - started
     transfer = spell_first_rows(rows)
     if "spell_first" in params.eval.prompting and transfer:
+        started = time.monotonic()
         answers["spell_first"] = spell_first_answers(
             model, tokenizer, transfer, params, sampling, description
         )
+        seconds["spell_first"] = time.monotonic() - started
     if params.eval.choice_scoring:
         from letterwise.eval.choice import run_choice
 
+        started = time.monotonic()
         answers["choice"] = run_choice(
             model,
             tokenizer,
@@ -82,6 +89,9 @@ def answer_with_instruments(
             thinking=params.eval.mode == "thinking",
             seed=params.eval.seed,
         )
+        seconds["choice"] = time.monotonic() - started
+    # what each instrument cost on this machine (wall time, this model)
+    answers["seconds"] = {key: round(value, 1) for key, value in seconds.items()}
     return answers
 
 

@@ -382,6 +382,7 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
     outputs = {model: answers[model]["direct"] for model in answers}
     metrics, predictions = stage_metrics(params, dataclasses.asdict(sampling), outputs, questions)
     add_instruments(metrics, predictions, answers, questions, seed=params.eval.seed)
+    metrics["seconds"] = {model: answers[model]["seconds"] for model in answers}
     if stage == "eval_position":
         add_word_coupling(metrics, predictions, PREDICTIONS_DIR / "eval_spelling.jsonl")
     breakdowns = {task: metrics[task].pop("breakdowns") for task in tasks}

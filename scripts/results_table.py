@@ -1,0 +1,133 @@
+"""Markdown tables of a run's eval metrics: task x instrument (base, tuned, delta [CI], p), the
+in-format rates, choice-scoring baselines and the per-word coupling.
+
+    python scripts/results_table.py                       # metrics/ of this checkout
+    python scripts/results_table.py --metrics docs/results/default-run
+
+Reads only metrics/eval_spelling.json and metrics/eval_position.json, so every number it prints
+comes from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+INSTRUMENTS = {
+    "direct": "direct generation",
+    "spell_first": "spell-first generation",
+    "choice": "choice scoring",
+    "teacher_forced": "teacher-forced letters",
+}
+TASKS = ("spelling", "position", "count")
+
+
+def num(value: float | None, digits: int = 3, sign: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def with_ci(section: dict[str, Any], sign: bool = False) -> str:
+    value = section.get("delta" if sign else "accuracy")
+    return (
+        f"{num(value, sign=sign)} "
+        f"[{num(section.get('ci_low'), sign=sign)}, {num(section.get('ci_high'), sign=sign)}]"
+    )
+
+
+def load_tasks(metrics_dir: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for name in ("eval_spelling.json", "eval_position.json"):
+        path = metrics_dir / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            found |= {task: data[task] for task in TASKS if task in data}
+    if not found:
+        raise SystemExit(f"no eval metrics in {metrics_dir} (run `dvc repro` first)")
+    return found
+
+
+def instrument_table(tasks: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| task | instrument | n | base [95% CI] | fine-tuned [95% CI] | delta [95% CI] | p "
+        "| in format base / tuned |",
+        "|---|---|---:|---|---|---|---:|---|",
+    ]
+    for task, metrics in tasks.items():
+        sections = {"direct": metrics} | {k: metrics[k] for k in INSTRUMENTS if k in metrics}
+        for key, section in sections.items():
+            base, tuned, delta = section["base"], section["tuned"], section["delta"]
+            in_format = "–"
+            if "in_format_rate" in base:
+                in_format = f"{num(base['in_format_rate'], 2)} / {num(tuned['in_format_rate'], 2)}"
+            lines.append(
+                f"| {task} | {INSTRUMENTS[key]} | {delta['n']} | {with_ci(base)} "
+                f"| {with_ci(tuned)} | {with_ci(delta, sign=True)} "
+                f"| {num(delta.get('p_value'), 4)} | {in_format} |"
+            )
+    return "\n".join(lines)
+
+
+def baselines_table(tasks: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| task | choice base / tuned | mean rank base / tuned | uniform chance | majority answer "
+        "| positional prior |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for task, metrics in tasks.items():
+        choice = metrics.get("choice")
+        if not choice:
+            continue
+        base, tuned = choice["base"], choice["tuned"]
+        prior = base["baselines"]
+        lines.append(
+            f"| {task} | {num(base['accuracy'])} / {num(tuned['accuracy'])} "
+            f"| {num(base['mean_rank'], 2)} / {num(tuned['mean_rank'], 2)} "
+            f"| {num(prior.get('uniform_chance'))} | {num(prior.get('majority_answer'))} "
+            f"| {num(prior.get('positional_prior'))} |"
+        )
+    return "\n".join(lines)
+
+
+def coupling_table(tasks: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| task | where | model | words | P(right given spelled right) "
+        "| P(right given spelled wrong) | odds ratio [95% CI] | Fisher p |",
+        "|---|---|---|---:|---:|---:|---|---:|",
+    ]
+    for task, metrics in tasks.items():
+        sources = {"spelling question x direct answer": metrics.get("coupling", {})}
+        if "spell_first" in metrics:
+            sources["spell-first: own spelling x answer"] = metrics["spell_first"]["coupling"]
+        for where, per_model in sources.items():
+            for model, c in per_model.items():
+                lines.append(
+                    f"| {task} | {where} | {model} | {c.get('n')} "
+                    f"| {num(c.get('p_right_given_spelled_right'), 2)} "
+                    f"| {num(c.get('p_right_given_spelled_wrong'), 2)} "
+                    f"| {num(c.get('odds_ratio'), 2)} [{num(c.get('odds_ratio_ci_low'), 2)}, "
+                    f"{num(c.get('odds_ratio_ci_high'), 2)}] | {num(c.get('fisher_p'), 4)} |"
+                )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=Path("metrics"),
+        help="folder holding eval_spelling.json / eval_position.json (default: metrics)",
+    )
+    args = parser.parse_args(argv)
+    tasks = load_tasks(args.metrics)
+    print(instrument_table(tasks), end="\n\n")
+    print(baselines_table(tasks), end="\n\n")
+    print(coupling_table(tasks))
+
+
+if __name__ == "__main__":
+    main()
