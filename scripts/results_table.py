@@ -30,6 +30,12 @@ def num(value: float | None, digits: int = 3, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
+def p_value(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
 def with_ci(section: dict[str, Any], sign: bool = False) -> str:
     value = section.get("delta" if sign else "accuracy")
     return (
@@ -66,7 +72,7 @@ def instrument_table(tasks: dict[str, dict[str, Any]]) -> str:
             lines.append(
                 f"| {task} | {INSTRUMENTS[key]} | {delta['n']} | {with_ci(base)} "
                 f"| {with_ci(tuned)} | {with_ci(delta, sign=True)} "
-                f"| {num(delta.get('p_value'), 4)} | {in_format} |"
+                f"| {p_value(delta.get('p_value'))} | {in_format} |"
             )
     return "\n".join(lines)
 
@@ -109,7 +115,7 @@ def coupling_table(tasks: dict[str, dict[str, Any]]) -> str:
                     f"| {num(c.get('p_right_given_spelled_right'), 2)} "
                     f"| {num(c.get('p_right_given_spelled_wrong'), 2)} "
                     f"| {num(c.get('odds_ratio'), 2)} [{num(c.get('odds_ratio_ci_low'), 2)}, "
-                    f"{num(c.get('odds_ratio_ci_high'), 2)}] | {num(c.get('fisher_p'), 4)} |"
+                    f"{num(c.get('odds_ratio_ci_high'), 2)}] | {p_value(c.get('fisher_p'))} |"
                 )
     return "\n".join(lines)
 
