@@ -1,7 +1,7 @@
 # letterwise: `make repro` runs the pipeline, `make test` runs the tests; both set up .venv first.
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= train,s3,dev
+EXTRAS ?= train,s3,dev,serve
 BIN := $(VENV)/bin
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))

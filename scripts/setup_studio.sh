@@ -79,12 +79,12 @@ if ((skip_install == 0)); then
     if [[ -n ${TORCH_INDEX_URL:-} ]]; then
         extra_index=(--extra-index-url "$TORCH_INDEX_URL")
     fi
-    echo "+ pip install (constraints-gpu.txt): .[train,s3,dev] + unsloth"
+    echo "+ pip install (constraints-gpu.txt): .[train,s3,serve,dev] + unsloth"
     "${pip[@]}" install -q --upgrade pip
     "${pip[@]}" install -q --no-deps -r requirements-assets.txt
     # One resolve for everything, so Unsloth's caps and our pins are honoured together.
     "${pip[@]}" install ${extra_index[@]+"${extra_index[@]}"} -c constraints-gpu.txt \
-        -e '.[train,s3,dev]' unsloth unsloth_zoo
+        -e '.[train,s3,serve,dev]' unsloth unsloth_zoo
 fi
 [[ -x $VENV/bin/python ]] || fail 4 "$VENV/bin/python not found: run without --skip-install"
 
