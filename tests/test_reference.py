@@ -1,0 +1,102 @@
+"""The committed reference run: dvc.lock and metrics/ in git are the default run of this very
+code and these params, and the default run reproduces them from a clean clone.
+
+The fast test reads only files: every stage in dvc.lock was run with today's params.yaml and
+today's code (a change to a stage's code or params that does not refresh the reference fails
+here). The slow test is the reproduction itself: a clean clone, `dvc repro`, and
+`dvc metrics diff` against the committed numbers, which must be empty except for wall times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+from tests.test_pipeline import dvc, fresh_clone
+
+STAGES = ("filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "publish")
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def lock() -> dict:
+    return yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def test_reference_lock_is_this_code_and_these_params():
+    stages = lock()["stages"]
+    assert set(stages) == set(STAGES), "dvc.lock lacks stages: commit a complete default run"
+    params = flatten(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
+    stale = []
+    for name, stage in stages.items():
+        for key, value in flatten(stage.get("params", {}).get("params.yaml", {})).items():
+            if params.get(key) != value:
+                stale.append(
+                    f"{name}: param {key} = {value!r} in dvc.lock, {params.get(key)!r} now"
+                )
+        for dep in stage["deps"]:
+            path = REPO_ROOT / dep["path"]
+            # code files are in git; data deps (data/, models/, predictions) are DVC outputs
+            if path.suffix == ".py" and md5(path) != dep["md5"]:
+                stale.append(f"{name}: {dep['path']} changed since the reference run")
+    assert not stale, (
+        "the committed reference run is stale; rerun `dvc repro` and commit dvc.lock and "
+        "metrics/ with the change:\n" + "\n".join(stale)
+    )
+
+
+def test_reference_metrics_are_committed_and_match_the_lock():
+    stages = lock()["stages"]
+    for name in STAGES:
+        path = REPO_ROOT / "metrics" / f"{name}.json"
+        assert path.is_file(), f"metrics/{name}.json is not committed"
+        outs = {out["path"]: out["md5"] for out in stages[name].get("outs", [])}
+        if f"metrics/{name}.json" in outs:
+            assert md5(path) == outs[f"metrics/{name}.json"], f"metrics/{name}.json != dvc.lock"
+    evals = json.loads((REPO_ROOT / "metrics/eval_position.json").read_text())
+    assert evals["model"] == "smollm2-135m" and evals["split"] == "test"
+
+
+# Wall times are measurements of the machine, not of the model: they are the only numbers
+# allowed to differ between two runs of the same code and params.
+TIMING_KEYS = ("seconds", "train_seconds", "seconds_per_step", "questions_per_second")
+
+
+def is_timing(metric: str) -> bool:
+    return any(part in TIMING_KEYS for part in metric.split("."))
+
+
+@pytest.mark.slow
+def test_default_run_reproduces_the_committed_metrics(tmp_path):
+    clone = fresh_clone(tmp_path / "clone")
+    started = time.perf_counter()
+    dvc(clone, "repro")
+    seconds = time.perf_counter() - started
+    diff = json.loads(dvc(clone, "metrics", "diff", "--json").stdout or "{}")
+    moved = {
+        f"{path}:{metric}": change
+        for path, metrics in diff.items()
+        for metric, change in metrics.items()
+        if not is_timing(metric)
+    }
+    print(f"\ndefault dvc repro from a clean clone: {seconds:.0f} s")
+    assert not moved, f"the default run moved committed numbers: {moved}"
