@@ -2,10 +2,12 @@
 in-format rates, choice-scoring baselines and the per-word coupling.
 
     python scripts/results_table.py                       # metrics/ of this checkout
-    python scripts/results_table.py --metrics docs/results/default-run
+    python scripts/results_table.py --metrics docs/results/every-instrument
+    python scripts/results_table.py --compare docs/results/replay/val-replay0 \
+                                             docs/results/replay/val-replay25
 
-Reads only metrics/eval_spelling.json and metrics/eval_position.json, so every number it prints
-comes from those files.
+Reads only eval_spelling.json and eval_position.json of the given folders, so every number it
+prints comes from those files.
 """
 
 from __future__ import annotations
@@ -120,6 +122,40 @@ def coupling_table(tasks: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compare_table(runs: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Two or more runs on the same questions, one row per task and instrument: the shared base
+    accuracy once, then each run's fine-tuned accuracy, delta [95% CI] and in-format rate."""
+    names = list(runs)
+    first = runs[names[0]]
+    header = "| task | instrument | n | base |" + "".join(
+        f" tuned ({name}) | delta [95% CI] ({name}) |" for name in names
+    )
+    lines = [header, "|---|---|---:|---:|" + "---:|---|" * len(names)]
+    for task, metrics in first.items():
+        for key in INSTRUMENTS:
+            section = metrics if key == "direct" else metrics.get(key)
+            if section is None:
+                continue
+            row = (
+                f"| {task} | {INSTRUMENTS[key]} | {section['delta']['n']} "
+                f"| {num(section['base']['accuracy'])} |"
+            )
+            for name in names:
+                other = runs[name].get(task, {})
+                other = other if key == "direct" else other.get(key)
+                if other is None:
+                    row += " – | – |"
+                    continue
+                if other["base"]["accuracy"] != section["base"]["accuracy"]:
+                    raise SystemExit(f"{name}: base {task} {key} differs: not the same questions")
+                tuned = num(other["tuned"]["accuracy"])
+                if "in_format_rate" in other["tuned"]:
+                    tuned += f" (in format {num(other['tuned']['in_format_rate'], 2)})"
+                row += f" {tuned} | {with_ci(other['delta'], sign=True)} |"
+            lines.append(row)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -128,7 +164,17 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("metrics"),
         help="folder holding eval_spelling.json / eval_position.json (default: metrics)",
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="instead: compare these result folders (same questions) side by side",
+    )
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare_table({path.name: load_tasks(path) for path in args.compare}))
+        return
     tasks = load_tasks(args.metrics)
     print(instrument_table(tasks), end="\n\n")
     print(baselines_table(tasks), end="\n\n")

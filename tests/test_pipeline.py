@@ -142,3 +142,36 @@ def test_full_pipeline_on_qwen3_tiny_then_noop(tmp_path):
     assert "Running stage" not in again.stdout, again.stdout
     status = dvc(clone, "status")
     assert "up to date" in status.stdout
+
+
+SMOLLM2_SMOKE = {
+    # The default preset and every default instrument, at sizes that run in about a minute.
+    "build_dataset": {"max_train_tokens": 80, "validation_words": 4, "test_words": 6},
+    "train": {"max_steps": 3, "batch_size": 4, "save_steps": 3, "max_seq_length": 96},
+    "eval": {"max_questions": 4, "batch_size": 8},
+    "publish": {"load_back_questions": 2},
+}
+
+
+def test_default_preset_smoke_run_on_the_real_smollm2_weights(tmp_path):
+    """The default preset end to end on its real (bundled) weights: train, eval, publish.
+    The qwen3-tiny runs cover the Qwen3 code paths; this one covers the preset users start on."""
+    clone = fresh_clone(tmp_path)
+    set_params(clone, SMOLLM2_SMOKE)
+    git(clone, "commit", "-qam", "smoke sizes")
+    run = dvc(clone, "repro")
+    assert "Running stage 'publish'" in run.stdout
+    train = json.loads((clone / "metrics/train.json").read_text())
+    assert train["steps"] == 3 and train["final_loss"] > 0
+    provenance = json.loads((clone / "models/adapter/letterwise.json").read_text())
+    assert provenance["preset"] == "smollm2-135m"
+    assert provenance["base_weights"]["gguf_file"].endswith(".gguf")
+    position = json.loads((clone / "metrics/eval_position.json").read_text())
+    assert position["model"] == "smollm2-135m"
+    for task in ("position", "count"):
+        for instrument in (position[task], position[task]["choice"]):
+            assert instrument["base"]["n"] == instrument["tuned"]["n"] == 4
+    load_back = json.loads((clone / "metrics/publish.json").read_text())["load_back"]
+    assert load_back["matches"] == load_back["questions"] > 0
+    card = (clone / "models/published/README.md").read_text()
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card

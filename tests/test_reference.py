@@ -100,3 +100,71 @@ def test_default_run_reproduces_the_committed_metrics(tmp_path):
     }
     print(f"\ndefault dvc repro from a clean clone: {seconds:.0f} s")
     assert not moved, f"the default run moved committed numbers: {moved}"
+
+
+# README's "answer so far" rows: (task, start of the instrument label) -> where the numbers live
+README_ROWS = {
+    ("spelling", "direct generation"): ("eval_spelling", "spelling", None),
+    ("spelling", "choice scoring"): ("eval_spelling", "spelling", "choice"),
+    ("spelling", "teacher-forced letters"): ("eval_spelling", "spelling", "teacher_forced"),
+    ("position", "direct generation"): ("eval_position", "position", None),
+    ("position", "choice scoring"): ("eval_position", "position", "choice"),
+    ("count", "direct generation"): ("eval_position", "count", None),
+    ("count", "choice scoring"): ("eval_position", "count", "choice"),
+}
+
+
+def readme_rows() -> list[list[str]]:
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("## The answer so far") :]
+    section = section[: section.index("\n## ", 3)]
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| task")
+    ]
+
+
+def test_readme_numbers_are_the_committed_reference():
+    rows = readme_rows()
+    assert len(rows) == len(README_ROWS)
+    for task, label, base, tuned, delta, p in rows:
+        key = next(k for k in README_ROWS if k[0] == task and label.startswith(k[1]))
+        stage, task_key, instrument = README_ROWS[key]
+        metrics = json.loads((REPO_ROOT / "metrics" / f"{stage}.json").read_text())[task_key]
+        section = metrics[instrument] if instrument else metrics
+        d = section["delta"]
+        assert base == f"{section['base']['accuracy']:.3f}", (task, label)
+        assert tuned == f"{section['tuned']['accuracy']:.3f}", (task, label)
+        assert delta == f"{d['delta']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]", (
+            task,
+            label,
+        )
+        assert p == ("< 0.001" if d["p_value"] < 0.001 else f"{d['p_value']:.3f}"), (task, label)
+
+
+# Result folders whose tables docs/experiment_reproduction.md quotes.
+QUOTED_RESULTS = ("metrics", "docs/results/every-instrument")
+
+
+REPLAY_RUNS = ("docs/results/replay/val-replay0", "docs/results/replay/val-replay25")
+
+
+@pytest.mark.parametrize(
+    "arguments", [("--metrics", f) for f in QUOTED_RESULTS] + [("--compare", *REPLAY_RUNS)]
+)
+def test_reproduction_guide_quotes_the_committed_result_tables(arguments):
+    import subprocess
+    import sys
+
+    folder = " ".join(arguments[1:])
+    tables = subprocess.run(
+        [sys.executable, "scripts/results_table.py", *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    guide = (REPO_ROOT / "docs/experiment_reproduction.md").read_text()
+    missing = [line for line in tables.splitlines() if line.strip() and line not in guide]
+    assert not missing, f"docs/experiment_reproduction.md does not quote {folder}: {missing[:3]}"

@@ -99,3 +99,17 @@ def test_changing_a_params_section_reruns_exactly_its_stages(clone, section):
         "build_dataset onwards": list(ORDER[1:]),
     }.get(said, [s.strip() for s in said.split(",")])
     assert wording == list(expected), f"the docs say {said!r} for {section}"
+
+
+def test_everything_evaluation_needs_from_training_can_be_pulled():
+    """A Studio, a clone or a queued experiment gets train's outputs with `dvc pull`; an output
+    that is not cached (or persists outside DVC) would be missing there and make DVC retrain
+    before every eval-only experiment."""
+    spec = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    for name in ("filter_tokens", "build_dataset", "train"):
+        for out in spec[name]["outs"]:
+            if isinstance(out, dict):
+                path, options = next(iter(out.items()))
+                assert options.get("cache", True) and not options.get("persist"), (
+                    f"{name} output {path} cannot be restored by dvc pull"
+                )
