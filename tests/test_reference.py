@@ -76,13 +76,24 @@ def test_reference_metrics_are_committed_and_match_the_lock():
     assert evals["model"] == "smollm2-135m" and evals["split"] == "test"
 
 
-# Wall times are measurements of the machine, not of the model: they are the only numbers
-# allowed to differ between two runs of the same code and params.
+# Wall times are measurements of the machine, not of the model: they may differ between two
+# runs of the same code and params. So may the byte sizes publish reports for the files that
+# embed them (letterwise.json, metrics/train.json) or the loading environment
+# (tokenizer_config.json records local_files_only): measured 1 byte apart; bounded here.
 TIMING_KEYS = ("seconds", "train_seconds", "seconds_per_step", "questions_per_second")
+SIZE_SECTIONS = ("files", "sizes")
+SIZE_SLACK_BYTES = 64
 
 
-def is_timing(metric: str) -> bool:
-    return any(part in TIMING_KEYS for part in metric.split("."))
+def is_incidental(path: str, metric: str, change: dict) -> bool:
+    parts = metric.split(".")
+    if any(part in TIMING_KEYS for part in parts):
+        return True
+    return (
+        path.endswith("publish.json")
+        and parts[0] in SIZE_SECTIONS
+        and abs(change.get("diff") or SIZE_SLACK_BYTES + 1) <= SIZE_SLACK_BYTES
+    )
 
 
 @pytest.mark.slow
@@ -96,7 +107,7 @@ def test_default_run_reproduces_the_committed_metrics(tmp_path):
         f"{path}:{metric}": change
         for path, metrics in diff.items()
         for metric, change in metrics.items()
-        if not is_timing(metric)
+        if not is_incidental(path, metric, change)
     }
     print(f"\ndefault dvc repro from a clean clone: {seconds:.0f} s")
     assert not moved, f"the default run moved committed numbers: {moved}"
