@@ -1,0 +1,131 @@
+"""The experiment grid (experiments/grid.yaml, letterwise.experiments): validation before
+anything is queued, skips with reasons, and the exact dvc commands it would run."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from letterwise import experiments
+from tests.conftest import REPO_ROOT
+
+PARAMS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture
+def no_dvc(monkeypatch):
+    """Fail the test if anything tries to run a command (nothing may be queued)."""
+    calls = []
+
+    def refuse(args, *a, **k):
+        calls.append(args)
+        raise AssertionError(f"ran {args}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    return calls
+
+
+def write_grid(tmp_path, groups: dict) -> str:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"groups": groups}))
+    return str(path)
+
+
+def test_every_run_of_the_committed_grid_is_a_valid_params_change():
+    grid = experiments.load_grid(REPO_ROOT / "experiments/grid.yaml")
+    runs = experiments.plan(grid, PARAMS, list(grid.groups))
+    assert {"mode", "decoding", "temperature", "n_samples", "prompting"} <= set(grid.groups)
+    # a training axis too
+    assert {"lora_rank", "replay"} & set(grid.groups)
+    assert len({run.name for run in runs}) == len(runs)
+
+
+def test_unknown_param_is_named_and_nothing_is_queued(tmp_path, no_dvc, capsys):
+    grid = write_grid(
+        tmp_path,
+        {
+            "ok": {"about": "fine", "runs": {"a": {"eval.decoding": "sampled"}}},
+            "typo": {"about": "x", "runs": {"b": {"eval.tempreature": 0.5}}},
+        },
+    )
+    with pytest.raises(experiments.GridError) as error:
+        experiments.main(["--grid", grid, "--params", str(REPO_ROOT / "params.yaml")])
+    message = str(error.value)
+    assert "group 'typo', run 'b'" in message and "eval.tempreature" in message
+    assert "temperature" in message  # the allowed keys are listed
+    assert "nothing was" in message
+    assert no_dvc == []
+
+
+def test_bad_value_and_section_keys_are_refused(tmp_path):
+    grid = experiments.Grid.model_validate(
+        {
+            "groups": {
+                "g": {
+                    "about": "x",
+                    "runs": {"zero": {"eval.n_samples": 0}, "section": {"eval": "sampled"}},
+                }
+            }
+        }
+    )
+    with pytest.raises(experiments.GridError) as error:
+        experiments.plan(grid, PARAMS, ["g"])
+    message = str(error.value)
+    assert "run 'zero'" in message and "eval.n_samples" in message
+    assert "'eval' is a section" in message
+
+
+def test_unknown_group_and_malformed_grid(tmp_path):
+    grid = experiments.load_grid(REPO_ROOT / "experiments/grid.yaml")
+    with pytest.raises(experiments.GridError, match="unknown group"):
+        experiments.plan(grid, PARAMS, ["nope"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("groups:\n  g:\n    runs: {}\n")
+    with pytest.raises(experiments.GridError, match="about"):
+        experiments.load_grid(bad)
+
+
+def test_thinking_group_is_skipped_with_its_reason_on_smollm2(tmp_path, no_dvc, capsys):
+    grid = write_grid(
+        tmp_path,
+        {
+            "mode": {
+                "about": "modes",
+                "requires": "thinking_mode",
+                "runs": {"thinking": {"eval.mode": "thinking"}},
+            }
+        },
+    )
+    assert experiments.main(["--grid", grid, "mode"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "skip mode-thinking: smollm2-135m has no thinking mode" in out
+    assert no_dvc == []
+
+
+def test_dry_run_prints_the_dvc_commands(tmp_path, capsys, no_dvc):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({**PARAMS, "model": "qwen3-tiny"}))
+    code = experiments.main(["--params", str(params), "--dry-run", "-j", "2", "mode", "prompting"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "dvc exp run --queue -n mode-non-thinking -S eval.mode=non-thinking "
+        "-S eval.decoding=sampled",
+        "dvc exp run --queue -n mode-thinking -S eval.mode=thinking -S eval.decoding=sampled",
+        "dvc exp run --queue -n prompting-direct -S 'eval.prompting=[direct]'",
+        "dvc exp run --queue -n prompting-spell-first -S 'eval.prompting=[direct, spell_first]'",
+        "dvc queue start -j 2",
+    ]
+    assert no_dvc == []
+
+
+def test_set_arguments_round_trip_through_yaml():
+    args = experiments.set_arguments(
+        {"eval.temperature": 0.3, "eval.prompting": ["direct", "spell_first"], "model": "qwen3-4b"}
+    )
+    pairs = dict(arg.split("=", 1) for arg in args[1::2])
+    assert yaml.safe_load(pairs["eval.temperature"]) == 0.3
+    assert yaml.safe_load(pairs["eval.prompting"]) == ["direct", "spell_first"]
+    assert pairs["model"] == "qwen3-4b"
