@@ -188,6 +188,7 @@ def instruments_chart(run: Run) -> dict[str, Any]:
                         "x": {
                             "field": "accuracy",
                             "type": "quantitative",
+                            "title": "accuracy (lines: 95% CI)",
                             "scale": {"domain": [0, 1]},
                         },
                         "color": {"field": "model", "type": "nominal"},
@@ -198,7 +199,7 @@ def instruments_chart(run: Run) -> dict[str, Any]:
                     "encoding": {
                         "y": encoding_y,
                         "yOffset": {"field": "model"},
-                        "x": {"field": "low", "type": "quantitative"},
+                        "x": {"field": "low", "type": "quantitative", "title": None},
                         "x2": {"field": "high"},
                     },
                 },
