@@ -129,3 +129,37 @@ def test_set_arguments_round_trip_through_yaml():
     assert yaml.safe_load(pairs["eval.temperature"]) == 0.3
     assert yaml.safe_load(pairs["eval.prompting"]) == ["direct", "spell_first"]
     assert pairs["model"] == "qwen3-4b"
+
+
+@pytest.mark.slow
+def test_a_queued_eval_only_group_never_retrains(tmp_path):
+    """The grid's queue path for real, on qwen3-tiny: after a committed run, an eval-only group
+    queued with `dvc exp run --queue` re-evaluates in DVC's temp workspace without training."""
+    import json
+    import os
+
+    from tests.test_pipeline import TINY_RUN, VENV_BIN, dvc, fresh_clone, git, set_params
+
+    clone = fresh_clone(tmp_path / "clone")
+    set_params(clone, TINY_RUN)
+    dvc(clone, "repro")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "tiny reference run")
+    grid = clone / "grid.yaml"
+    grid.write_text(
+        yaml.safe_dump(
+            {"groups": {"eval": {"about": "eval only", "runs": {"q4": {"eval.max_questions": 4}}}}}
+        )
+    )
+    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"]}
+    done = subprocess.run(
+        [f"{VENV_BIN}/python", "-m", "letterwise.experiments", "--grid", str(grid), "eval"],
+        cwd=clone, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    logs = dvc(clone, "queue", "logs", "eval-q4").stdout
+    assert "Running stage 'eval_spelling'" in logs
+    assert "Running stage 'train'" not in logs, logs[-3000:]
+    shown = json.loads(dvc(clone, "exp", "show", "--json").stdout)
+    names = {e.get("name") for base in shown for e in base.get("experiments") or []}
+    assert "eval-q4" in names
