@@ -500,7 +500,8 @@ def test_eval_position_end_to_end_on_qwen3_tiny(tmp_path):
         {
             "model": "qwen3-tiny",
             "train": {"backend": "transformers"},
-            "eval": {"max_questions": 2, "batch_size": 4},
+            # every instrument, spell-first included (the default runs it only on request)
+            "eval": {"max_questions": 2, "batch_size": 4, "prompting": ["direct", "spell_first"]},
         },
     )
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1")
