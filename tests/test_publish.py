@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from letterwise.cards import model_card
+from letterwise.publishing.inputs import EVAL_STAGES
 from stages import publish
 from tests.conftest import REPO_ROOT, SMALL_DATA, deep_update, write_params
 from tests.hub_stub import HubStub
@@ -203,7 +204,7 @@ def test_card_parses_and_its_model_index_holds_the_metrics(published):
 
     workdir, _ = published
     card = ModelCard.load(workdir / "models" / "published" / "README.md")
-    evals = {s: read_json(workdir / "metrics" / f"{s}.json") for s in publish.EVAL_STAGES}
+    evals = {s: read_json(workdir / "metrics" / f"{s}.json") for s in EVAL_STAGES}
     by_task = {
         task: metrics[task]
         for metrics in evals.values()
@@ -265,7 +266,7 @@ def test_offline_card_check_catches_a_changed_number(published, tmp_path):
     workdir, _ = published
     readme = workdir / "models" / "published" / "README.md"
     params = publish.load_params(workdir / "params.yaml")
-    evals = {s: read_json(workdir / "metrics" / f"{s}.json") for s in publish.EVAL_STAGES}
+    evals = {s: read_json(workdir / "metrics" / f"{s}.json") for s in EVAL_STAGES}
     expected = model_card.eval_results(params, evals)
     name = model_card.model_name(params)
     model_card.check_card(readme, expected, name, None)
@@ -308,7 +309,7 @@ def test_load_back_reloads_the_folder_and_matches_the_eval(published):
     # The comparison means something only if the adapter changes the answers.
     rows = [
         json.loads(line)
-        for stage in publish.EVAL_STAGES
+        for stage in EVAL_STAGES
         for line in (workdir / "data" / "predictions" / f"{stage}.jsonl").read_text().splitlines()
     ]
     assert any(r["base"]["outputs"] != r["tuned"]["outputs"] for r in rows)
@@ -593,7 +594,7 @@ def test_sampled_eval_is_checked_against_a_fresh_greedy_adapter_generation(run_c
 
     set_params(run_copy, {"eval": {"decoding": "sampled"}})
     sampling = dataclasses.asdict(sampling_for(EvalParams(decoding="sampled")))
-    for stage in publish.EVAL_STAGES:
+    for stage in EVAL_STAGES:
         path = run_copy / "metrics" / f"{stage}.json"
         path.write_text(json.dumps(read_json(path) | {"decoding": "sampled", "sampling": sampling}))
     result = run_stage(run_copy, "publish", base_env())
