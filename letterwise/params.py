@@ -130,7 +130,7 @@ class EvalParams(Section):
     # Instruments for position/count: generation with the question as asked ("direct", always)
     # and after spelling the word first ("spell_first"); choice scoring is format-free.
     prompting: list[Literal["direct", "spell_first"]] = Field(
-        default_factory=lambda: ["direct", "spell_first"], min_length=1
+        default_factory=lambda: ["direct"], min_length=1
     )
     choice_scoring: bool = Field(True, description="log-likelihood scoring of answer candidates")
 
