@@ -97,6 +97,7 @@ def is_incidental(path: str, metric: str, change: dict) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.reproduction
 def test_default_run_reproduces_the_committed_metrics(tmp_path):
     clone = fresh_clone(tmp_path / "clone")
     started = time.perf_counter()

@@ -367,7 +367,8 @@ def test_missing_bucket_fails_clearly_and_is_not_created(tmp_path, home, s3, toy
 
 @pytest.mark.parametrize(
     "sig",
-    [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+    # SIGINT races DVC's own transfer loop: on a loaded machine the push can finish first.
+    [signal.SIGKILL, pytest.param(signal.SIGINT, marks=[pytest.mark.slow, pytest.mark.racy])],
     ids=["killed", "ctrl-c"],
 )
 def test_interrupted_push_then_repeated_completes(tmp_path, home, s3, toy_templates, sig):
