@@ -204,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
             needs = f" [dim](needs {group.requires})[/dim]" if group.requires else ""
             console.print(f"[bold]{name}[/bold]{needs}: {group.about}")
             for run_name, changes in group.runs.items():
-                console.print(f"  {name}-{run_name}: {' '.join(set_arguments(changes))}")
+                # no markup: values such as [direct] are text, not rich style tags
+                console.print(
+                    f"  {name}-{run_name}: {shlex.join(set_arguments(changes))}",
+                    markup=False,
+                    highlight=False,
+                )
         return 0
     if args.jobs < 1:
         raise GridError(f"--jobs must be at least 1 (got {args.jobs})")

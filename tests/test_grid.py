@@ -163,3 +163,9 @@ def test_a_queued_eval_only_group_never_retrains(tmp_path):
     shown = json.loads(dvc(clone, "exp", "show", "--json").stdout)
     names = {e.get("name") for base in shown for e in base.get("experiments") or []}
     assert "eval-q4" in names
+
+
+def test_list_prints_list_values_as_text(capsys):
+    assert experiments.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "prompting-direct: -S 'eval.prompting=[direct]'" in out
