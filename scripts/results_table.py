@@ -17,6 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+# The same number and interval formatting as the final report (letterwise.report).
+from letterwise.report import ci, num
+
 INSTRUMENTS = {
     "direct": "direct generation",
     "spell_first": "spell-first generation",
@@ -26,24 +29,10 @@ INSTRUMENTS = {
 TASKS = ("spelling", "position", "count")
 
 
-def num(value: float | None, digits: int = 3, sign: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
 def p_value(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
-
-
-def with_ci(section: dict[str, Any], sign: bool = False) -> str:
-    value = section.get("delta" if sign else "accuracy")
-    return (
-        f"{num(value, sign=sign)} "
-        f"[{num(section.get('ci_low'), sign=sign)}, {num(section.get('ci_high'), sign=sign)}]"
-    )
 
 
 def load_tasks(metrics_dir: Path) -> dict[str, dict[str, Any]]:
@@ -72,8 +61,8 @@ def instrument_table(tasks: dict[str, dict[str, Any]]) -> str:
             if "in_format_rate" in base:
                 in_format = f"{num(base['in_format_rate'], 2)} / {num(tuned['in_format_rate'], 2)}"
             lines.append(
-                f"| {task} | {INSTRUMENTS[key]} | {delta['n']} | {with_ci(base)} "
-                f"| {with_ci(tuned)} | {with_ci(delta, sign=True)} "
+                f"| {task} | {INSTRUMENTS[key]} | {delta['n']} | {ci(base)} "
+                f"| {ci(tuned)} | {ci(delta, sign=True)} "
                 f"| {p_value(delta.get('p_value'))} | {in_format} |"
             )
     return "\n".join(lines)
@@ -151,7 +140,7 @@ def compare_table(runs: dict[str, dict[str, dict[str, Any]]]) -> str:
                 tuned = num(other["tuned"]["accuracy"])
                 if "in_format_rate" in other["tuned"]:
                     tuned += f" (in format {num(other['tuned']['in_format_rate'], 2)})"
-                row += f" {tuned} | {with_ci(other['delta'], sign=True)} |"
+                row += f" {tuned} | {ci(other['delta'], sign=True)} |"
             lines.append(row)
     return "\n".join(lines)
 
