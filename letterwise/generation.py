@@ -18,6 +18,7 @@ raw text (a thinking block included); the tasks' parsers strip it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -349,6 +350,7 @@ def generate(
     batch_size: int,
     description: str = "generating",
     reuse_cache: bool | None = None,
+    store: Any | None = None,
 ) -> list[list[str]]:
     """`sampling.n_samples` completions for every prompt, in the prompts' original order.
 
@@ -356,6 +358,10 @@ def generate(
     per prompt. Completions are decoded with special tokens removed, otherwise raw.
     `reuse_cache`: compute each batch's shared prompt prefix once and drop finished rows every
     ROUND_TOKENS steps (None = on CPU only, see `reuses_cache`).
+    `store` (letterwise.eval.answer_cache.AnswerStore): batches already answered by this model
+    are read back instead of generated, and each new batch is saved as it completes, so a
+    killed run resumes where it stopped. Batches and their seeds do not depend on which
+    batches were cached, so a resumed run answers exactly as an uninterrupted one.
     """
     if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
         raise TypeError("prompts must be a list of strings (already chat-rendered)")
@@ -390,6 +396,20 @@ def generate(
             bar = progress.add_task(description, total=len(prompts))
             for batch_index, start in enumerate(range(0, len(order), batch_size)):
                 members = order[start : start + batch_size]
+                payload = {
+                    "kind": "generate",
+                    "prompts": [prompts[i] for i in members],
+                    "budgets": [budgets[i] for i in members],
+                    "sampling": dataclasses.asdict(sampling),
+                    "batch_index": batch_index,
+                    "reuse_cache": reuse,
+                }
+                cached = store.get(payload) if store is not None else None
+                if cached is not None:
+                    for prompt_index, samples in zip(members, cached, strict=True):
+                        results[prompt_index] = samples
+                    progress.advance(bar, len(members))
+                    continue
                 with torch.random.fork_rng(devices=_rng_devices(model.device)):
                     # Seeded per batch: reproducible for a fixed seed and batch composition,
                     # and the caller's global random state is left as it was.
@@ -411,6 +431,8 @@ def generate(
                         tokenizer.decode(row, skip_special_tokens=True)
                         for row in new_tokens[j * n : (j + 1) * n]
                     ]
+                if store is not None:
+                    store.put(payload, [results[i] for i in members])
                 progress.advance(bar, len(members))
     finally:
         model.train(was_training)

@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -415,6 +416,9 @@ def load_base_model(
     weights = base_weights_ref(preset, seed)  # converts/generates cached weights on first use
     tokenizer = load_tokenizer(preset)
     device = default_device()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # callers show progress with rich; tqdm would interleave
 
     if backend == "unsloth":
         model, _ = fast_language_model.from_pretrained(
@@ -478,7 +482,12 @@ def load_tuned_model(
         from transformers import AutoTokenizer
 
         tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(str(adapter_dir)))
-    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    with warnings.catch_warnings():
+        # peft still calls transformers' old `is_gradient_checkpointing`: nothing for us to do
+        warnings.filterwarnings(
+            "ignore", message=r".*checkpointing.* is deprecated", category=FutureWarning
+        )
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     if backend == "unsloth":
         import_unsloth().for_inference(model)
     model.eval()

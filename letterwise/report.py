@@ -4,8 +4,9 @@
     python -m letterwise.report --rev b15bfe7 --out docs/report.md
     python -m letterwise.report --exp-show exp.json           # a saved `dvc exp show --json`
 
-Every number in the report is read from the experiments' metrics and params as DVC reports
-them; nothing is typed by hand. Sections whose experiments were not run (thinking mode, a
+Every number in the report is read from the experiments' params and metrics as DVC reports
+them, with the full results behind each headline metrics file (metrics/details/, at the same
+revision); nothing is typed by hand. Sections whose experiments were not run (thinking mode, a
 temperature sweep, several samples per question) say so and name the command that runs them.
 Figures are PNG files rendered offline with vl-convert (Vega-Lite), so the report reads
 without internet, on the Hub too.
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
-from letterwise.io import write_text
+from letterwise.io import details_path, write_text
 
 TASKS = ("spelling", "position", "count")
 INSTRUMENTS = {
@@ -61,28 +63,48 @@ def _data(entry: dict[str, Any] | None) -> dict[str, Any]:
     return (entry or {}).get("data") or {}
 
 
-def _run_of(name: str, rev_entry: dict[str, Any]) -> Run | None:
+def details_at(
+    rev: str, metrics_file: str, saved: Path | None = None
+) -> dict[str, Any] | None:
+    """The full results behind a headline metrics file (metrics/details/<name>) at `rev`: from
+    a saved snapshot (`saved`/<rev>/, see save_results), the workspace file, or the committed
+    one of a commit or experiment; None where the revision predates the split (its metrics
+    file then holds every number itself) or is not in git."""
+    path = details_path(metrics_file).as_posix()
+    if saved is not None and (saved / rev / Path(path).name).is_file():
+        return json.loads((saved / rev / Path(path).name).read_text())
+    if rev == "workspace":
+        return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.returncode == 0 else None
+
+
+def _run_of(name: str, rev_entry: dict[str, Any], saved: Path | None = None) -> Run | None:
     data = rev_entry.get("data") or {}
+    rev = str(rev_entry.get("rev"))
     metrics = {path: _data(v) for path, v in (data.get("metrics") or {}).items()}
+    metrics = {
+        path: details_at(rev, path, saved) or headline for path, headline in metrics.items()
+    }
     if not any(metrics.get(f) for f in EVAL_FILES):
         return None  # no evaluation in this revision: nothing to report
     params = _data((data.get("params") or {}).get("params.yaml"))
-    return Run(name=name, rev=str(rev_entry.get("rev")), params=params, metrics=metrics)
+    return Run(name=name, rev=rev, params=params, metrics=metrics)
 
 
-def runs_from_exp_show(shown: list[dict[str, Any]]) -> list[Run]:
+def runs_from_exp_show(shown: list[dict[str, Any]], saved: Path | None = None) -> list[Run]:
     """Workspace, baseline commits and their experiments, in DVC's order; duplicates (the
     workspace equal to HEAD) are kept once, under the more specific name."""
     runs: list[Run] = []
     for baseline in shown:
         rev = str(baseline.get("rev"))
         name = "workspace" if rev == "workspace" else f"commit {rev[:7]}"
-        if (run := _run_of(name, baseline)) is not None:
+        if (run := _run_of(name, baseline, saved)) is not None:
             runs.append(run)
         for experiment in baseline.get("experiments") or []:
             for rev_entry in experiment.get("revs") or []:
                 exp_name = experiment.get("name") or rev_entry.get("name") or rev_entry["rev"][:7]
-                if (run := _run_of(exp_name, rev_entry)) is not None:
+                if (run := _run_of(exp_name, rev_entry, saved)) is not None:
                     runs.append(run)
     # Same params and same eval results = the same run (wall times aside): keep one, preferring
     # a commit or an experiment name over "workspace".
@@ -366,6 +388,55 @@ def experiments_table(runs: list[Run], reference: Run) -> list[str]:
     return lines
 
 
+SHORT_INSTRUMENTS = {
+    "direct": "direct",
+    "spell_first": "spell-first",
+    "choice": "choice",
+    "teacher_forced": "forced",
+}
+
+
+def compare_table(runs: list[Run]) -> Table:
+    """One row per run, for a terminal: the params it changed against the reference, then per
+    task and instrument the fine-tuned accuracy and the paired delta with its 95% CI (the
+    numbers a run is compared by; `dvc exp show` lists every headline column)."""
+    reference = pick_reference(runs)
+    mark_changes(runs, reference)
+    columns: list[tuple[str, str]] = []
+    for run in runs:
+        for task, metrics in run.tasks().items():
+            for key in instrument_sections(metrics):
+                if (task, key) not in columns:
+                    columns.append((task, key))
+    columns.sort(key=lambda c: (TASKS.index(c[0]), list(INSTRUMENTS).index(c[1])))
+    table = Table(
+        title=f"tuned accuracy, delta vs base [95% CI]; changes vs {reference.name}",
+        show_lines=True,
+    )
+    table.add_column("experiment", no_wrap=True)
+    table.add_column("changes", overflow="fold", max_width=34)
+    for task, key in columns:
+        table.add_column(f"{task}\n{SHORT_INSTRUMENTS[key]}", justify="right", no_wrap=True)
+    for run in runs:
+        changes = "\n".join(
+            f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+            for k, v in sorted(run.changed.items())
+        )
+        cells = []
+        for task, key in columns:
+            section = instrument_sections(run.tasks().get(task, {})).get(key)
+            if not section or task not in run.tasks():
+                cells.append("–")
+                continue
+            d = section["delta"]
+            cells.append(
+                f"{num(section['tuned']['accuracy'])} ({num(d['delta'], sign=True)})\n"
+                f"[{num(d.get('ci_low'), 2, True)}, {num(d.get('ci_high'), 2, True)}]"
+            )
+        table.add_row(run.name, changes or "(reference)", *cells)
+    return table
+
+
 def sweep(runs: list[Run], key: str) -> list[dict[str, Any]]:
     """(value of eval.<key>, task, tuned accuracy) across runs that differ only by sampling."""
     points = []
@@ -546,6 +617,25 @@ def html_page(markdown_text: str) -> str:
     )
 
 
+def save_results(folder: Path, shown: list[dict[str, Any]]) -> None:
+    """The report's inputs as files: `dvc exp show --json` and every revision's full results
+    (metrics/details/), so the report renders again without the experiment refs."""
+    entries = [
+        entry
+        for baseline in shown
+        for entry in [baseline]
+        + [r for e in baseline.get("experiments") or [] for r in e.get("revs") or []]
+    ]
+    for entry in entries:
+        rev = str(entry.get("rev"))
+        for metrics_file in ((entry.get("data") or {}).get("metrics") or {}):
+            details = details_at(rev, metrics_file)
+            if details is not None:
+                text = json.dumps(details, indent=2, sort_keys=True) + "\n"
+                write_text(folder / rev / Path(metrics_file).name, text)
+    write_text(folder / "exp_show.json", json.dumps(shown, indent=2) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m letterwise.report", description=__doc__.split("\n\n")[0]
@@ -565,6 +655,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, default=Path("docs/report.md"), help="default: %(default)s"
     )
+    parser.add_argument(
+        "--save-results", type=Path, default=None, metavar="DIR",
+        help="also save what the report reads (DIR/exp_show.json and every run's "
+        "metrics/details/ files under DIR/<rev>/), so it can be rendered again without the "
+        "experiment refs: --exp-show DIR/exp_show.json",
+    )  # fmt: skip
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="print a one-screen comparison of the runs (changed params, tuned accuracy and "
+        "delta [95%% CI] per task and instrument) instead of writing the report",
+    )  # fmt: skip
     return parser
 
 
@@ -578,7 +679,16 @@ def main(argv: list[str] | None = None) -> int:
         if done.returncode != 0:
             raise SystemExit(f"`{' '.join(command)}` failed:\n{done.stderr}")
         shown = json.loads(done.stdout)
-    runs = runs_from_exp_show(shown)
+    # a saved snapshot keeps each run's details beside its exp_show.json (see --save-results)
+    saved = args.exp_show.parent if args.exp_show else None
+    runs = runs_from_exp_show(shown, saved)
+    if args.save_results:
+        save_results(args.save_results, shown)
+    if args.compare:
+        if not runs:
+            raise SystemExit("no evaluated experiments in `dvc exp show` (run `dvc repro` first)")
+        Console().print(compare_table(runs))
+        return 0
     loss = args.loss if args.loss.is_file() else None
     figures_dir = args.out.parent / f"{args.out.stem}_figures"
     text = render(runs, figures_dir, loss)

@@ -38,7 +38,10 @@ def p_value(value: float | None) -> str:
 def load_tasks(metrics_dir: Path) -> dict[str, dict[str, Any]]:
     found = {}
     for name in ("eval_spelling.json", "eval_position.json"):
-        path = metrics_dir / name
+        # a run's full results are in metrics/details/; saved result folders hold them directly
+        path = metrics_dir / "details" / name
+        if not path.is_file():
+            path = metrics_dir / name
         if path.is_file():
             data = json.loads(path.read_text())
             found |= {task: data[task] for task in TASKS if task in data}

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from letterwise.data.dataset import build, dataset_features, fingerprint
-from letterwise.io import atomic_dir, write_json, write_jsonl
+from letterwise.io import atomic_dir, hub_offline_by_default, write_jsonl, write_metrics
 from letterwise.params import load_params
 
 DATASET_DIR = Path("data/dataset")
@@ -43,6 +43,18 @@ def save_dataset(splits: dict[str, list[dict]], card_text: str) -> None:
         (tmp / "README.md").write_text(card_text, encoding="utf-8")
 
 
+def headline(metrics: dict) -> dict:
+    """What a run is compared by; sizes per split and task, frequency bands and the leakage
+    details stay in metrics/details/build_dataset.json."""
+    sizes = metrics["sizes"]
+    return {
+        "training_strings": metrics["training_strings"],
+        "train_examples": sizes["train"]["total"],
+        "test_questions": sizes["test"]["total"],
+        "leaked_words": metrics["leakage"]["leaked_words"],
+    }
+
+
 def print_summary(metrics: dict, console: Console) -> None:
     table = Table(title=f"build_dataset: {metrics['model']}")
     tasks = ("spelling", "position", "count") + (("replay",) if "replay" in metrics else ())
@@ -61,6 +73,7 @@ def print_summary(metrics: dict, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    hub_offline_by_default()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="path to params.yaml")
     args = parser.parse_args(argv)
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     from letterwise.cards.dataset_card import dataset_card
 
     save_dataset(splits, dataset_card(params, metrics))
-    write_json(METRICS_FILE, metrics)
+    write_metrics(METRICS_FILE, metrics, headline(metrics))
     print_summary(metrics, console)
 
 

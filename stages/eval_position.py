@@ -6,12 +6,15 @@ data/predictions/eval_position.jsonl and dvclive/eval_position/plots/ (see stage
 
 from __future__ import annotations
 
-from letterwise.eval.runner import STAGE_TASKS, build_parser, run_stage
+from letterwise.io import hub_offline_by_default
 
 STAGE = "eval_position"
 
 
 def main(argv: list[str] | None = None) -> None:
+    hub_offline_by_default()  # before the runner imports transformers, which read it once
+    from letterwise.eval.runner import STAGE_TASKS, build_parser, run_stage
+
     parser = build_parser(STAGE, __doc__.splitlines()[0])
     run_stage(STAGE, STAGE_TASKS[STAGE], parser.parse_args(argv))
 

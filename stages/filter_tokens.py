@@ -16,7 +16,7 @@ from rich.table import Table
 
 from letterwise.data.tokens import filter_vocabulary, summarize
 from letterwise.data.vocab import load_vocab_tokenizer, vocabulary
-from letterwise.io import atomic_dir, write_json, write_jsonl
+from letterwise.io import atomic_dir, hub_offline_by_default, write_jsonl, write_metrics
 from letterwise.params import load_params
 from letterwise.presets import resolve_preset
 
@@ -25,12 +25,18 @@ METRICS_FILE = Path("metrics/filter_tokens.json")
 PLOTS_DIR = Path("dvclive/filter_tokens")
 
 
+def headline(summary: dict) -> dict:
+    """What a run is compared by; the counts per length, rule and drop reason stay in the
+    details file (metrics/details/filter_tokens.json)."""
+    return {key: summary[key] for key in ("kept_strings", "kept_tokens")}
+
+
 def write_outputs(rows: list[dict], summary: dict) -> None:
     from dvclive import Live
 
     with atomic_dir(TOKENS_DIR) as tmp:
         write_jsonl(tmp / "tokens.jsonl", rows)
-    write_json(METRICS_FILE, summary)
+    write_metrics(METRICS_FILE, summary, headline(summary))
     with Live(dir=str(PLOTS_DIR), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         datapoints = [{"length": int(k), "tokens": v} for k, v in summary["by_length"].items()]
         live.log_plot(
@@ -58,6 +64,7 @@ def print_summary(summary: dict, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    hub_offline_by_default()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="path to params.yaml")
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from letterwise.io import atomic_dir, write_json
+from letterwise.io import atomic_dir, hub_offline_by_default, write_metrics
 from letterwise.params import ParamsError, load_params
 from letterwise.presets import resolve_preset
 from letterwise.publishing.folder import DATASET_SUBDIR, build_folder, folder_files
@@ -169,11 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     # Every check that needs no model runs first.
     try:
         params = load_params(args.params)
+        targets, local_reason = push_plan(params, token)
+        if not targets:  # nothing to push: like every other stage, this run stays off the Hub
+            hub_offline_by_default()
         preset = resolve_preset(params.model)
         check_inputs(paths)
         inputs = read_inputs(paths)
         check_consistency(params, preset, inputs, paths)
-        targets, local_reason = push_plan(params, token)
         if targets and hub_offline():
             raise PublishError(
                 "publish.repo_id/dataset_repo_id and HF_TOKEN are set, but HF_HUB_OFFLINE (or "
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
     metrics["pushed"] = push["pushed"]
     metrics["push"] = push
-    write_json(paths.metrics_file, metrics)
+    headline = {"load_back_match_rate": load_back["match_rate"], "pushed": push["pushed"]}
+    write_metrics(paths.metrics_file, metrics, headline)
     console.print(summary_table(paths.out, files, load_back, card_values))
     if status == 0:
         for line in push_lines(push):

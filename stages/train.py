@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from letterwise.io import hub_offline_by_default
 from letterwise.modeling import (
     import_unsloth,
     resolve_backend,
@@ -132,6 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hub_offline_by_default()
     args = parse_args(argv)
     console = Console(soft_wrap=True)  # log lines stay whole in captured output
     try:

@@ -14,6 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# Stages would reuse answers across runs (letterwise.eval.answer_cache); tests measure each run
+# afresh, and the cache's own tests turn it on with a folder of their own.
+os.environ["LETTERWISE_ANSWER_CACHE"] = "off"
 
 
 def deep_update(base: dict, overrides: dict) -> dict:

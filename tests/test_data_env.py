@@ -68,13 +68,13 @@ def test_readme_mac_data_prep_in_a_fresh_torch_free_venv(tmp_path):
     set_params(clone, {"build_dataset": {"max_train_tokens": 300}})
     run(clone, "git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "params")
     run(clone, "dvc", "repro", "build_dataset")
-    smollm2 = json.loads((clone / "metrics/build_dataset.json").read_text())
+    smollm2 = json.loads((clone / "metrics/details/build_dataset.json").read_text())
     assert smollm2["model"] == "smollm2-135m"
     assert smollm2["leakage"]["leaked_words"] == 0
     assert (clone / "data/dataset/README.md").read_text().startswith("---")
 
     run(clone, *QWEN_COMMAND.split())
-    qwen = json.loads((clone / "metrics/build_dataset.json").read_text())
+    qwen = json.loads((clone / "metrics/details/build_dataset.json").read_text())
     assert qwen["model"] == "qwen3-4b"
     assert qwen["leakage"]["leaked_words"] == 0
     assert (clone / "data/dataset/hf/dataset_dict.json").exists()

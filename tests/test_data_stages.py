@@ -53,7 +53,7 @@ def test_token_ids_decode_to_their_string(qwen3_data, hf_qwen3):
 
 
 def test_filter_metrics_account_for_every_token(qwen3_data):
-    metrics = json.loads((qwen3_data / "metrics/filter_tokens.json").read_text())
+    metrics = json.loads((qwen3_data / "metrics/details/filter_tokens.json").read_text())
     assert metrics["vocab_size"] == 151_669
     assert metrics["kept_tokens"] + metrics["dropped_tokens"] == metrics["vocab_size"]
     assert sum(metrics["by_length"].values()) == metrics["kept_strings"]
@@ -79,7 +79,7 @@ def test_held_out_words_never_leak_and_are_multi_token(qwen3_data, hf_qwen3):
         pieces = [hf_qwen3.convert_tokens_to_string([p]) for p in hf_qwen3.tokenize(word)]
         assert len(pieces) >= 2, word
         assert any(len(p) >= 2 and p.isalpha() for p in pieces), (word, pieces)
-    audit = json.loads((qwen3_data / "metrics/build_dataset.json").read_text())["leakage"]
+    audit = json.loads((qwen3_data / "metrics/details/build_dataset.json").read_text())["leakage"]
     assert audit["leaked_words"] == 0 and audit["multi_token_share"] == 1.0
 
 
@@ -144,7 +144,7 @@ def test_dataset_loads_with_datasets_and_has_a_card(qwen3_data):
     assert dataset["test"][0]["messages"][0]["role"] == "user"
     card = DatasetCard.load(qwen3_data / "data/dataset/README.md")
     assert card.data.license == "apache-2.0" and card.data.language == ["en"]
-    metrics = json.loads((qwen3_data / "metrics/build_dataset.json").read_text())
+    metrics = json.loads((qwen3_data / "metrics/details/build_dataset.json").read_text())
     assert f"| test | {metrics['sizes']['test']['spelling']:,} |" in card.text
 
 
@@ -182,8 +182,8 @@ def test_data_stages_do_not_import_torch_and_are_deterministic(qwen3_data, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     for sub in ("data/tokens", "data/dataset"):
         assert tree_digest(tmp_path / sub) == tree_digest(qwen3_data / sub), sub
-    assert (tmp_path / "metrics/build_dataset.json").read_bytes() == (
-        qwen3_data / "metrics/build_dataset.json"
+    assert (tmp_path / "metrics/details/build_dataset.json").read_bytes() == (
+        qwen3_data / "metrics/details/build_dataset.json"
     ).read_bytes()
 
 
@@ -202,7 +202,7 @@ def test_another_seed_changes_sampling_but_keeps_the_properties(qwen3_data, tmp_
     words = {r["word"] for r in read_jsonl(tmp_path / "data/dataset/jsonl/test.jsonl")}
     base_words = {r["word"] for r in read_jsonl(qwen3_data / "data/dataset/jsonl/test.jsonl")}
     assert words != base_words
-    audit = json.loads((tmp_path / "metrics/build_dataset.json").read_text())["leakage"]
+    audit = json.loads((tmp_path / "metrics/details/build_dataset.json").read_text())["leakage"]
     assert audit["leaked_words"] == 0 and audit["multi_token_share"] == 1.0
 
 

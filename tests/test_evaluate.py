@@ -416,7 +416,7 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     fake.load_base_model, fake.load_tuned_model = load_base_model, load_tuned_model
     monkeypatch.setitem(sys.modules, "letterwise.modeling", fake)
 
-    def stub_answers(model, tokenizer, rows, params, sampling, description):
+    def stub_answers(model, tokenizer, rows, params, sampling, description, store=None):
         # tuned: always right; base: right only on the first question of each task
         seen: dict[str, int] = {}
         answers = []
@@ -433,7 +433,7 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     run_eval("eval_position", path)
 
     assert loads == [("base", "qwen3-tiny"), ("tuned", "models/adapter")]
-    metrics = json.loads((tmp_path / "metrics" / "eval_position.json").read_text())
+    metrics = json.loads((tmp_path / "metrics" / "details" / "eval_position.json").read_text())
     assert set(metrics) == {"model", "mode", "decoding", "sampling", "split", "n_samples",
                             "position", "count", "seconds"}  # fmt: skip
     assert set(metrics["seconds"]["tuned"]) == {"direct"}  # the only instrument asked for
@@ -465,7 +465,20 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     assert len(bars) == 4  # 2 tasks x 1 instrument x 2 models
     breakdowns = json.loads((tmp_path / "dvclive/eval_position/breakdowns.json").read_text())
     assert set(breakdowns["position"]) == {"word_length", "position", "is_last", "freq_band"}
-    assert "breakdowns" not in metrics["position"]  # headline numbers only in metrics/
+    assert "breakdowns" not in metrics["position"]  # breakdowns go to dvclive/, not metrics/
+
+    # the dvc metrics file: headline numbers only, per task and instrument
+    headline = json.loads((tmp_path / "metrics" / "eval_position.json").read_text())
+    assert set(headline) == {"position", "count"}
+    for task in ("position", "count"):
+        direct = headline[task]["direct"]
+        assert set(headline[task]) == {"direct"}  # the only instrument asked for
+        # worked out by hand: base right on 1 of 3, tuned on 3 of 3, two discordant pairs
+        assert direct["base"] == pytest.approx(1 / 3) and direct["tuned"] == 1.0
+        assert direct["delta"] == pytest.approx(2 / 3) and direct["p"] == pytest.approx(0.5)
+        assert direct["delta_low"] <= direct["delta"] <= direct["delta_high"]
+        assert set(direct) == {"base", "tuned", "delta", "delta_low", "delta_high", "p",
+                               "in_format_base", "in_format_tuned"}  # fmt: skip
 
 
 # ---------------------------------------------------------------- a real model, end to end
@@ -513,7 +526,7 @@ def test_eval_position_end_to_end_on_qwen3_tiny(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics" / "eval_position.json").read_text())
+    metrics = json.loads((tmp_path / "metrics" / "details" / "eval_position.json").read_text())
     assert metrics["sampling"]["decoding"] == "greedy"
     for task in ("position", "count"):
         for model_name in ("base", "tuned"):

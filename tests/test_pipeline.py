@@ -76,7 +76,7 @@ def test_data_stages_repro_offline_then_noop(model, tmp_path):
     clone = fresh_clone(tmp_path)
     set_params(clone, {"model": model, "build_dataset": {"max_train_tokens": 300}})
     dvc(clone, "repro", "build_dataset")
-    metrics = json.loads((clone / "metrics/build_dataset.json").read_text())
+    metrics = json.loads((clone / "metrics/details/build_dataset.json").read_text())
     assert metrics["model"] == model and metrics["leakage"]["leaked_words"] == 0
     assert (clone / "data/dataset/hf/dataset_dict.json").exists()
     start = time.perf_counter()
@@ -130,14 +130,14 @@ def test_full_pipeline_on_qwen3_tiny_then_noop(tmp_path):
         ("eval_spelling", ["spelling"]),
         ("eval_position", ["position", "count"]),
     ):
-        metrics = json.loads((clone / f"metrics/{task_file}.json").read_text())
+        metrics = json.loads((clone / f"metrics/details/{task_file}.json").read_text())
         for task in tasks:
             for side in ("base", "tuned"):
                 assert metrics[task][side]["n"] == TINY_RUN["eval"]["max_questions"]
                 assert 0.0 <= metrics[task][side]["accuracy"] <= 1.0
             assert 0.0 <= metrics[task]["delta"]["p_value"] <= 1.0
     assert (clone / "models/published/README.md").exists()
-    assert json.loads((clone / "metrics/train.json").read_text())["steps"] == 4
+    assert json.loads((clone / "metrics/details/train.json").read_text())["steps"] == 4
     again = dvc(clone, "repro")
     assert "Running stage" not in again.stdout, again.stdout
     status = dvc(clone, "status")
@@ -161,17 +161,17 @@ def test_default_preset_smoke_run_on_the_real_smollm2_weights(tmp_path):
     git(clone, "commit", "-qam", "smoke sizes")
     run = dvc(clone, "repro")
     assert "Running stage 'publish'" in run.stdout
-    train = json.loads((clone / "metrics/train.json").read_text())
+    train = json.loads((clone / "metrics/details/train.json").read_text())
     assert train["steps"] == 3 and train["final_loss"] > 0
     provenance = json.loads((clone / "models/adapter/letterwise.json").read_text())
     assert provenance["preset"] == "smollm2-135m"
     assert provenance["base_weights"]["gguf_file"].endswith(".gguf")
-    position = json.loads((clone / "metrics/eval_position.json").read_text())
+    position = json.loads((clone / "metrics/details/eval_position.json").read_text())
     assert position["model"] == "smollm2-135m"
     for task in ("position", "count"):
         for instrument in (position[task], position[task]["choice"]):
             assert instrument["base"]["n"] == instrument["tuned"]["n"] == 4
-    load_back = json.loads((clone / "metrics/publish.json").read_text())["load_back"]
+    load_back = json.loads((clone / "metrics/details/publish.json").read_text())["load_back"]
     assert load_back["matches"] == load_back["questions"] > 0
     card = (clone / "models/published/README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card

@@ -114,6 +114,7 @@ def read_json(path: Path) -> dict:
 def copy_run(source: Path, target: Path) -> Path:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints", "published"))
     (target / "metrics" / "publish.json").unlink(missing_ok=True)
+    (target / "metrics" / "details" / "publish.json").unlink(missing_ok=True)
     return target
 
 
@@ -190,7 +191,7 @@ def test_published_folder_is_a_hub_model_repo_with_the_dataset_beside_it(publish
         recommended["top_k"],
     )
     assert "not pushed: no publish.repo_id" in result.stdout
-    metrics = read_json(workdir / "metrics" / "publish.json")
+    metrics = read_json(workdir / "metrics" / "details" / "publish.json")
     assert metrics["pushed"] is False
     assert set(metrics["files"]) == files
     assert metrics["sizes"]["total_bytes"] == sum(
@@ -204,7 +205,7 @@ def test_card_parses_and_its_model_index_holds_the_metrics(published):
 
     workdir, _ = published
     card = ModelCard.load(workdir / "models" / "published" / "README.md")
-    evals = {s: read_json(workdir / "metrics" / f"{s}.json") for s in EVAL_STAGES}
+    evals = {s: read_json(workdir / "metrics" / "details" / f"{s}.json") for s in EVAL_STAGES}
     by_task = {
         task: metrics[task]
         for metrics in evals.values()
@@ -266,7 +267,7 @@ def test_offline_card_check_catches_a_changed_number(published, tmp_path):
     workdir, _ = published
     readme = workdir / "models" / "published" / "README.md"
     params = publish.load_params(workdir / "params.yaml")
-    evals = {s: read_json(workdir / "metrics" / f"{s}.json") for s in EVAL_STAGES}
+    evals = {s: read_json(workdir / "metrics" / "details" / f"{s}.json") for s in EVAL_STAGES}
     expected = model_card.eval_results(params, evals)
     name = model_card.model_name(params)
     model_card.check_card(readme, expected, name, None)
@@ -301,7 +302,7 @@ def test_load_back_reloads_the_folder_and_matches_the_eval(published):
 
     workdir, _ = published
     out = workdir / "models" / "published"
-    load_back = read_json(workdir / "metrics" / "publish.json")["load_back"]
+    load_back = read_json(workdir / "metrics" / "details" / "publish.json")["load_back"]
     assert load_back["reference"] == "eval_predictions"
     assert load_back["questions"] >= 6  # publish.load_back_questions
     assert load_back["matches"] == load_back["questions"] and load_back["match_rate"] == 1.0
@@ -334,7 +335,7 @@ def test_missing_inputs_are_named_with_the_stage_that_makes_them(
     assert publish.main([]) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert "models/adapter/adapter_config.json (made by the train stage" in out
-    assert "metrics/eval_position.json (made by the eval_position stage" in out
+    assert "metrics/details/eval_position.json (made by the eval_position stage" in out
     assert "data/predictions/eval_spelling.jsonl (made by the eval_spelling stage" in out
     assert "data/dataset/README.md (made by the build_dataset stage" in out
     assert not (tmp_path / "models" / "published").exists()
@@ -356,7 +357,7 @@ def test_inputs_from_other_settings_are_refused(run_copy, monkeypatch, capsys, n
     assert publish.main([]) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert (
-        "metrics/eval_spelling.json has mode='non-thinking' but params.yaml says 'thinking'" in out
+        "metrics/details/eval_spelling.json has mode='non-thinking' but params.yaml says 'thinking'" in out
     )
 
 
@@ -393,7 +394,7 @@ def test_load_back_mismatch_fails_and_leaves_the_old_folder(run_copy):
     out = " ".join(result.stdout.split())
     assert "load-back failed" in out and "does not reproduce the evaluated model" in out
     assert tree(old) == {"previous.txt": b"the last good publish"}
-    assert not (run_copy / "metrics" / "publish.json").exists()
+    assert not (run_copy / "metrics" / "details" / "publish.json").exists()
 
 
 # ---------------------------------------------------------------- pushing to a Hub stand-in
@@ -433,7 +434,7 @@ def test_push_to_a_local_hub_is_idempotent_and_a_failed_upload_keeps_the_folder(
             for r in hub.requests
             if r.path.startswith(("/api/repos", "/api/models", "/api/datasets"))
         ]
-        assert read_json(workdir / "metrics" / "publish.json")["pushed"] is False
+        assert read_json(workdir / "metrics" / "details" / "publish.json")["pushed"] is False
 
         # 1. first push: both repos created (private), the right files sent, LFS for weights
         result = run_stage(workdir, "publish", hub_env(hub, workdir, token=TOKEN))
@@ -462,7 +463,7 @@ def test_push_to_a_local_hub_is_idempotent_and_a_failed_upload_keeps_the_folder(
         assert hub.calls("PUT", r"^/lfs-objects/")
         commits = {key: len(repo.commits) for key, repo in hub.repos.items()}
         assert commits == {("model", MODEL_REPO): 2, ("dataset", DATASET_REPO): 2}
-        metrics = read_json(workdir / "metrics" / "publish.json")
+        metrics = read_json(workdir / "metrics" / "details" / "publish.json")
         assert metrics["pushed"] is True
         assert metrics["push"]["repos"]["model"]["new_commit"] is True
         assert metrics["push"]["repos"]["model"]["commit"] == model_repo.head
@@ -480,7 +481,7 @@ def test_push_to_a_local_hub_is_idempotent_and_a_failed_upload_keeps_the_folder(
         assert result.returncode == 0, logs[-1][-3000:]
         assert not hub.calls("POST", r"/commit/") and not hub.calls("PUT", r"^/lfs-objects/")
         assert {key: len(repo.commits) for key, repo in hub.repos.items()} == commits
-        metrics = read_json(workdir / "metrics" / "publish.json")
+        metrics = read_json(workdir / "metrics" / "details" / "publish.json")
         assert [r["new_commit"] for r in metrics["push"]["repos"].values()] == [False, False]
         assert (
             f"model repo {MODEL_REPO}: commit {model_repo.head} (unchanged, no new commit)"
@@ -500,7 +501,7 @@ def test_push_to_a_local_hub_is_idempotent_and_a_failed_upload_keeps_the_folder(
         assert {key: len(repo.commits) for key, repo in hub.repos.items()} == commits
         assert set(tree(out)) == set(local)
         assert "license: mit" in (out / "README.md").read_text()
-        metrics = read_json(workdir / "metrics" / "publish.json")
+        metrics = read_json(workdir / "metrics" / "details" / "publish.json")
         assert (
             metrics["pushed"] is False
             and "commit storage is unavailable" in metrics["push"]["reason"]
@@ -575,7 +576,7 @@ def test_merge_writes_16bit_weights_equal_to_the_adapter_merged(run_copy):
     assert set(merged_state) == set(reference)
     assert all(torch.equal(merged_state[k], reference[k].to(torch.bfloat16)) for k in reference)
 
-    load_back = read_json(run_copy / "metrics" / "publish.json")["load_back"]
+    load_back = read_json(run_copy / "metrics" / "details" / "publish.json")["load_back"]
     assert load_back["merged"]["questions"] == load_back["questions"]
     assert 'subfolder="merged"' in (out / "README.md").read_text()
 
@@ -595,12 +596,12 @@ def test_sampled_eval_is_checked_against_a_fresh_greedy_adapter_generation(run_c
     set_params(run_copy, {"eval": {"decoding": "sampled"}})
     sampling = dataclasses.asdict(sampling_for(EvalParams(decoding="sampled")))
     for stage in EVAL_STAGES:
-        path = run_copy / "metrics" / f"{stage}.json"
+        path = run_copy / "metrics" / "details" / f"{stage}.json"
         path.write_text(json.dumps(read_json(path) | {"decoding": "sampled", "sampling": sampling}))
     result = run_stage(run_copy, "publish", base_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "fresh greedy generation" in " ".join(result.stdout.split())
-    load_back = read_json(run_copy / "metrics" / "publish.json")["load_back"]
+    load_back = read_json(run_copy / "metrics" / "details" / "publish.json")["load_back"]
     assert load_back["reference"] == "fresh_greedy_adapter"
     assert load_back["matches"] == load_back["questions"] > 0
     card = (run_copy / "models" / "published" / "README.md").read_text()

@@ -67,12 +67,13 @@ def test_reference_lock_is_this_code_and_these_params():
 def test_reference_metrics_are_committed_and_match_the_lock():
     stages = lock()["stages"]
     for name in STAGES:
-        path = REPO_ROOT / "metrics" / f"{name}.json"
-        assert path.is_file(), f"metrics/{name}.json is not committed"
         outs = {out["path"]: out["md5"] for out in stages[name].get("outs", [])}
-        if f"metrics/{name}.json" in outs:
-            assert md5(path) == outs[f"metrics/{name}.json"], f"metrics/{name}.json != dvc.lock"
-    evals = json.loads((REPO_ROOT / "metrics/eval_position.json").read_text())
+        for relative in (f"metrics/{name}.json", f"metrics/details/{name}.json"):
+            path = REPO_ROOT / relative
+            assert path.is_file(), f"{relative} is not committed"
+            if relative in outs:
+                assert md5(path) == outs[relative], f"{relative} != dvc.lock"
+    evals = json.loads((REPO_ROOT / "metrics/details/eval_position.json").read_text())
     assert evals["model"] == "smollm2-135m" and evals["split"] == "test"
 
 
@@ -110,6 +111,19 @@ def test_default_run_reproduces_the_committed_metrics(tmp_path):
         for metric, change in metrics.items()
         if not is_incidental(path, metric, change)
     }
+    # the full results behind the headline metrics, compared the same way
+    for name in STAGES:
+        committed = flatten(json.loads((REPO_ROOT / f"metrics/details/{name}.json").read_text()))
+        fresh = flatten(json.loads((clone / f"metrics/details/{name}.json").read_text()))
+        for metric in sorted(set(committed) | set(fresh)):
+            old, new = committed.get(metric), fresh.get(metric)
+            if old == new:
+                continue
+            change = {"old": old, "new": new}
+            if isinstance(old, int | float) and isinstance(new, int | float):
+                change["diff"] = new - old
+            if not is_incidental(f"{name}.json", metric, change):
+                moved[f"metrics/details/{name}.json:{metric}"] = change
     print(f"\ndefault dvc repro from a clean clone: {seconds:.0f} s")
     assert not moved, f"the default run moved committed numbers: {moved}"
 
@@ -143,16 +157,16 @@ def test_readme_numbers_are_the_committed_reference():
     for task, label, base, tuned, delta, p in rows:
         key = next(k for k in README_ROWS if k[0] == task and label.startswith(k[1]))
         stage, task_key, instrument = README_ROWS[key]
+        # the headline metrics file holds every number the README quotes
         metrics = json.loads((REPO_ROOT / "metrics" / f"{stage}.json").read_text())[task_key]
-        section = metrics[instrument] if instrument else metrics
-        d = section["delta"]
-        assert base == f"{section['base']['accuracy']:.3f}", (task, label)
-        assert tuned == f"{section['tuned']['accuracy']:.3f}", (task, label)
-        assert delta == f"{d['delta']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]", (
+        h = metrics[instrument or "direct"]
+        assert base == f"{h['base']:.3f}", (task, label)
+        assert tuned == f"{h['tuned']:.3f}", (task, label)
+        assert delta == f"{h['delta']:+.3f} [{h['delta_low']:+.3f}, {h['delta_high']:+.3f}]", (
             task,
             label,
         )
-        assert p == ("< 0.001" if d["p_value"] < 0.001 else f"{d['p_value']:.3f}"), (task, label)
+        assert p == ("< 0.001" if h["p"] < 0.001 else f"{h['p']:.3f}"), (task, label)
 
 
 # Result folders whose tables docs/experiment_reproduction.md quotes.

@@ -16,12 +16,19 @@ from tests.conftest import REPO_ROOT
 STAGES = ("filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "publish")
 
 
+def full_results(metrics_dir: Path, stage: str) -> Path:
+    details = metrics_dir / "details" / f"{stage}.json"
+    return details if details.is_file() else metrics_dir / f"{stage}.json"
+
+
 def entry(rev: str, params: dict, metrics_dir: Path) -> dict:
-    """One revision as `dvc exp show --json` reports it."""
+    """One revision as `dvc exp show --json` reports it, for a revision that is not in git (so
+    the report cannot read its metrics/details/): its metrics files hold every number, as
+    they did before the headline/details split."""
     metrics = {
-        f"metrics/{s}.json": {"data": json.loads((metrics_dir / f"{s}.json").read_text())}
+        f"metrics/{s}.json": {"data": json.loads(full_results(metrics_dir, s).read_text())}
         for s in STAGES
-        if (metrics_dir / f"{s}.json").is_file()
+        if full_results(metrics_dir, s).is_file()
     }
     return {"rev": rev, "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics}}
 
@@ -45,7 +52,8 @@ def render(shown: list[dict], tmp_path: Path) -> str:
 
 def test_numbers_come_from_the_metrics_and_follow_a_change(shown, tmp_path):
     text = render(shown, tmp_path)
-    position = json.loads((REPO_ROOT / "metrics/eval_position.json").read_text())["position"]
+    position = json.loads((REPO_ROOT / "metrics/details/eval_position.json").read_text())
+    position = position["position"]
     tuned = position["choice"]["tuned"]
     row = next(line for line in text.splitlines() if line.startswith("| position | choice"))
     # formatted here, independently of the report code
@@ -102,3 +110,45 @@ def test_main_writes_markdown_html_and_offline_figures(shown, tmp_path):
     html = out.with_suffix(".html").read_text()
     assert "<table>" in html and 'src="report_figures/instruments.png"' in html
     assert "<script" not in html and "http" not in html.split("</style>")[0]
+
+
+def test_headline_metrics_are_completed_from_the_details_at_the_same_revision(
+    tmp_path, monkeypatch
+):
+    """`dvc exp show` carries only headline numbers; the report reads the full results from
+    metrics/details/ of the same revision: the workspace file, or the committed one."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "metrics" / "details").mkdir(parents=True)
+    details = {"position": {"base": {"accuracy": 0.111}, "tuned": {"accuracy": 0.222}}}
+    (repo / "metrics" / "details" / "eval_position.json").write_text(json.dumps(details))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "details"], check=True)
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # the workspace moves on: a different number than the commit
+    changed = {"position": {"base": {"accuracy": 0.333}, "tuned": {"accuracy": 0.444}}}
+    (repo / "metrics" / "details" / "eval_position.json").write_text(json.dumps(changed))
+    monkeypatch.chdir(repo)
+    headline = {"position": {"direct": {"base": 0.5, "tuned": 0.5}}}
+    assert report.details_at("workspace", "metrics/eval_position.json") == changed
+    assert report.details_at(commit, "metrics/eval_position.json") == details
+    assert report.details_at("f" * 40, "metrics/eval_position.json") is None
+    run = report._run_of(
+        "x", {"rev": commit, "data": {"metrics": {"metrics/eval_position.json": {"data": headline}}}}
+    )
+    assert run is not None and run.tasks()["position"]["tuned"]["accuracy"] == 0.222
+
+
+def test_the_committed_report_renders_again_from_the_committed_results(tmp_path):
+    """docs/report.md is exactly what the report command makes of docs/results/grid/ (the
+    saved `dvc exp show --json` and every run's metrics/details/): its numbers are those."""
+    saved = REPO_ROOT / "docs/results/grid/exp_show.json"
+    out = tmp_path / "report.md"
+    loss = REPO_ROOT / "dvclive/train/plots/metrics/loss.tsv"
+    assert report.main(["--exp-show", str(saved), "--out", str(out), "--loss", str(loss)]) == 0
+    assert out.read_text() == (REPO_ROOT / "docs/report.md").read_text()

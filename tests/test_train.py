@@ -98,11 +98,15 @@ def test_train_stage_writes_adapter_curves_and_metrics(workdir: Path, capsys) ->
     assert provenance["trainable_params"] > 0
     assert {"torch", "transformers", "peft", "trl"} <= set(provenance["versions"])
 
-    metrics = json.loads(Path("metrics/train.json").read_text())
+    metrics = json.loads(Path("metrics/details/train.json").read_text())
     assert metrics["steps"] == 6 and metrics["examples"] == len(WORDS) * len(FORMATS)
     assert metrics["final_loss"] == provenance["final_loss"] > 0
     assert metrics["trainable_params"] == provenance["trainable_params"]
     assert metrics["train_seconds"] > 0
+    # the dvc metrics file: the headline numbers a run is compared by
+    headline = json.loads(Path("metrics/train.json").read_text())
+    assert set(headline) == {"final_loss", "steps", "train_seconds", "examples"}
+    assert headline["steps"] == 6 and headline["final_loss"] == metrics["final_loss"]
     assert loss_steps() == [1, 2, 3, 4, 5, 6]
     assert Path("dvclive/train/plots/metrics/learning_rate.tsv").is_file()
     assert "train" in capsys.readouterr().out  # the rich summary table

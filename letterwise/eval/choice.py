@@ -33,6 +33,7 @@ tokens and in logit positions so memory stays bounded (one 26-candidate position
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -259,7 +260,10 @@ def _score(
     candidates: Sequence[Sequence[str]],
     batch_size: int,
     description: str = "choice scoring",
+    store: Any | None = None,
 ) -> list[list[_Scored]]:
+    """Every candidate's scored tokens per question; with a `store`, batches already scored by
+    this model are read back and new ones saved as they complete (see generation.generate)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     questions = _encode(tokenizer, prompts, candidates)
@@ -271,7 +275,18 @@ def _score(
         with torch.inference_mode(), _progress() as progress:
             bar = progress.add_task(description, total=len(questions))
             for members in _plan_batches(questions, batch_size):
-                batch = _score_batch(model, [questions[i] for i in members], pad_id)
+                batch_questions = [questions[i] for i in members]
+                payload = {
+                    "kind": "choice",
+                    "questions": [dataclasses.asdict(q) for q in batch_questions],
+                }
+                cached = store.get(payload) if store is not None else None
+                if cached is not None:
+                    batch = [[_Scored(**s) for s in question] for question in cached]
+                else:
+                    batch = _score_batch(model, batch_questions, pad_id)
+                    if store is not None:
+                        store.put(payload, [[dataclasses.asdict(s) for s in q] for q in batch])
                 for i, scored in zip(members, batch, strict=True):
                     results[i] = scored
                 progress.advance(bar, len(members))
@@ -348,6 +363,7 @@ def run_choice(
     batch_size: int,
     thinking: bool = False,
     seed: int = 0,
+    store: Any | None = None,
 ) -> list[dict]:
     """Choice-scoring records for dataset rows of any task mix, in the rows' order.
 
@@ -363,7 +379,7 @@ def run_choice(
         for row, row_keys in zip(rows, keys, strict=True)
     ]
     prompts = [prompt_text(tokenizer, row["question"], thinking=False) for row in rows]
-    scored = _score(model, tokenizer, prompts, texts, batch_size)
+    scored = _score(model, tokenizer, prompts, texts, batch_size, store=store)
     records: list[dict | None] = [None] * len(rows)
     for task in ("spelling", "position", "count"):
         index = [i for i, row in enumerate(rows) if row["task"] == task]

@@ -35,7 +35,13 @@ def spell_first_rows(rows: Sequence[dict]) -> list[dict]:
 
 
 def spell_first_answers(
-    model: Any, tokenizer: Any, rows: list[dict], params: Params, sampling: Any, description: str
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict],
+    params: Params,
+    sampling: Any,
+    description: str,
+    store: Any | None = None,
 ) -> list[list[str]]:
     """Raw samples for the spell-first version of every position/count row."""
     from letterwise.chat import prompt_text
@@ -55,26 +61,34 @@ def spell_first_answers(
         sampling=sampling,
         batch_size=params.eval.batch_size,
         description=f"{description}, spell-first",
+        store=store,
     )
 
 
 def answer_with_instruments(
-    model: Any, tokenizer: Any, rows: list[dict], params: Params, sampling: Any, description: str
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict],
+    params: Params,
+    sampling: Any,
+    description: str,
+    store: Any | None = None,
 ) -> dict[str, Any]:
-    """One model's answers under every instrument the params ask for (direct always runs)."""
+    """One model's answers under every instrument the params ask for (direct always runs).
+    `store`: this model's answer cache (letterwise.eval.answer_cache), batch by batch."""
     from letterwise.eval.runner import generate_answers
 
     seconds: dict[str, float] = {}
     started = time.monotonic()
     answers: dict[str, Any] = {
-        "direct": generate_answers(model, tokenizer, rows, params, sampling, description)
+        "direct": generate_answers(model, tokenizer, rows, params, sampling, description, store)
     }
     seconds["direct"] = time.monotonic() - started
     transfer = spell_first_rows(rows)
     if "spell_first" in params.eval.prompting and transfer:
         started = time.monotonic()
         answers["spell_first"] = spell_first_answers(
-            model, tokenizer, transfer, params, sampling, description
+            model, tokenizer, transfer, params, sampling, description, store
         )
         seconds["spell_first"] = time.monotonic() - started
     if params.eval.choice_scoring:
@@ -88,6 +102,7 @@ def answer_with_instruments(
             batch_size=params.eval.batch_size,
             thinking=params.eval.mode == "thinking",
             seed=params.eval.seed,
+            store=store,
         )
         seconds["choice"] = time.monotonic() - started
     # what each instrument cost on this machine (wall time, this model)

@@ -10,7 +10,8 @@ Scoring is a set of pure functions over raw output strings (tested without a mod
 it can before loading a model.
 
 Outputs (all written atomically):
-  metrics/<stage>.json                      per task: base, tuned, delta, breakdowns
+  metrics/details/<stage>.json              per task and instrument: every summary number
+  metrics/<stage>.json                      the headline numbers only (what `dvc exp show` lists)
   data/predictions/<stage>.jsonl            one row per question with both models' outputs
   dvclive/<stage>/plots/custom/<task>_by_<key>.json   base vs tuned accuracy per bucket
 """
@@ -30,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from letterwise.chat import prompt_text
+from letterwise.eval.answer_cache import eval_stores
 from letterwise.eval.instruments import (
     TRANSFER_TASKS,
     answer_with_instruments,
@@ -40,7 +42,7 @@ from letterwise.eval.instruments import (
 )
 from letterwise.eval.scoring import plot_points, stage_metrics
 from letterwise.generation import generate, max_new_tokens_for, sampling_for
-from letterwise.io import atomic_dir, write_json, write_jsonl
+from letterwise.io import atomic_dir, write_json, write_jsonl, write_metrics
 from letterwise.params import Params, ParamsError, load_params
 from letterwise.presets import Preset, resolve_preset
 
@@ -131,6 +133,7 @@ def generate_answers(
     params: Params,
     sampling: Any,
     description: str,
+    store: Any | None = None,
 ) -> list[list[str]]:
     """Raw samples for every row (all of a stage's tasks in one batched pass)."""
     prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
@@ -142,6 +145,7 @@ def generate_answers(
         sampling=sampling,
         batch_size=params.eval.batch_size,
         description=description,
+        store=store,
     )
 
 
@@ -212,6 +216,33 @@ def instrument_points(metrics: dict[str, Any], tasks: Sequence[str]) -> list[dic
                     label = f"{task}: {INSTRUMENT_LABELS[key]} ({model})"
                     points.append({"instrument": label, "accuracy": value})
     return points
+
+
+def headline_metrics(metrics: dict[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
+    """What a run is compared by, per task and instrument: base and tuned accuracy, the paired
+    delta with its 95% CI and p, and (where the answer format is asked) the in-format rates.
+    Per-model CIs, baselines, coupling and timings stay in metrics/details/<stage>.json."""
+    headline: dict[str, Any] = {}
+    for task in tasks:
+        sections = {"direct": metrics[task]} | {
+            key: metrics[task][key] for key in INSTRUMENT_LABELS if key in metrics[task]
+        }
+        headline[task] = {}
+        for key, section in sections.items():
+            delta = section["delta"]
+            numbers = {
+                "base": section["base"]["accuracy"],
+                "tuned": section["tuned"]["accuracy"],
+                "delta": delta["delta"],
+                "delta_low": delta["ci_low"],
+                "delta_high": delta["ci_high"],
+                "p": delta["p_value"],
+            }
+            if "in_format_rate" in section["base"]:
+                numbers["in_format_base"] = section["base"]["in_format_rate"]
+                numbers["in_format_tuned"] = section["tuned"]["in_format_rate"]
+            headline[task][key] = numbers
+    return headline
 
 
 def add_instruments(
@@ -326,6 +357,58 @@ def check_adapter_matches(params: Params, provenance: dict[str, Any]) -> dict[st
     return {option: provenance[key] for key, option in recorded.items() if key in provenance}
 
 
+def answer_settings(params: Params) -> dict[str, Any]:
+    """What shapes a model's answers to given questions, as resolved (so `temperature: null`
+    and the mode's recommended 0.7 are the same setting): the sampling, the mode and its
+    thinking budget, the instruments and the batch size (padding). Which questions are asked
+    (split, max_questions) is the request's row list itself."""
+    settings = params.eval
+    return {
+        "sampling": dataclasses.asdict(sampling_for(settings)),
+        "mode": settings.mode,
+        "thinking_budget": settings.thinking_budget if settings.mode == "thinking" else None,
+        "batch_size": settings.batch_size,
+        "prompting": sorted(settings.prompting),
+        "choice_scoring": settings.choice_scoring,
+    }
+
+
+def answers_of(
+    label: str,
+    store: Any | None,
+    request: dict[str, Any],
+    load: Any,
+    rows: list[dict],
+    params: Params,
+    sampling: Any,
+    console: Console,
+) -> dict[str, Any]:
+    """One model's answers under every instrument: read whole from the answer cache when this
+    model already answered these questions with these settings (the base model across
+    training experiments: it is not even loaded), else computed batch by batch (resuming any
+    batches a killed run completed) and saved."""
+    name = "base" if label == "base" else "fine-tuned"
+    cached = store.get({"answers": request}) if store is not None else None
+    if cached is not None:
+        console.print(
+            f"{name}: every answer read from the answer cache ({store.root})", soft_wrap=True
+        )
+        return cached
+    model, tokenizer = load()
+    answers = answer_with_instruments(model, tokenizer, rows, params, sampling, name, store)
+    del model, tokenizer  # the last references: free this model before the next one loads
+    release_memory()
+    if store is not None:
+        # the first miss was the whole-answers lookup; hits are a killed run's batches
+        console.print(
+            f"{name}: {store.misses - 1} batch(es) computed, {store.hits} read from the answer "
+            f"cache ({store.root})",
+            soft_wrap=True,
+        )
+        store.put({"answers": request}, answers)
+    return answers
+
+
 def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate base and fine-tuned models on `tasks`; write metrics, predictions, plots.
 
@@ -333,6 +416,8 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
     adapter provenance, questions in the split) runs before the first model loads.
     """
     console = Console()
+    if not console.is_terminal:  # a log (dvc queue logs, CI): keep the summary table whole
+        console = Console(width=120)
     try:
         params = load_params(args.params)
         preset = check_mode(params)
@@ -368,17 +453,16 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
     )
 
     answers: dict[str, dict[str, Any]] = {}
-    model, tokenizer = load_base_model(preset, backend=backend, **base_options)
-    answers["base"] = answer_with_instruments(model, tokenizer, rows, params, sampling, "base")
-    del model, tokenizer  # the last references: free the base before the tuned one loads
-    release_memory()
-    model, tokenizer = load_tuned_model(ADAPTER_DIR, backend=backend)
-    answers["tuned"] = answer_with_instruments(
-        model, tokenizer, rows, params, sampling, "fine-tuned"
-    )
-    del model, tokenizer
-    release_memory()
-
+    loaders = {
+        "base": lambda: load_base_model(preset, backend=backend, **base_options),
+        "tuned": lambda: load_tuned_model(ADAPTER_DIR, backend=backend),
+    }
+    stores = eval_stores(preset, base_options, ADAPTER_DIR, backend)
+    request = {"rows": rows, "eval": answer_settings(params)}
+    for label, load in loaders.items():
+        answers[label] = answers_of(
+            label, stores[label], request, load, rows, params, sampling, console
+        )
     outputs = {model: answers[model]["direct"] for model in answers}
     metrics, predictions = stage_metrics(params, dataclasses.asdict(sampling), outputs, questions)
     add_instruments(metrics, predictions, answers, questions, seed=params.eval.seed)
@@ -391,6 +475,7 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
     }
     write_jsonl(PREDICTIONS_DIR / f"{stage}.jsonl", predictions)
     write_plots(stage, plots, instrument_points(metrics, tasks), breakdowns)
-    write_json(METRICS_DIR / f"{stage}.json", metrics)  # last: its presence means "done"
+    # last: the headline file's presence means "done"
+    write_metrics(METRICS_DIR / f"{stage}.json", metrics, headline_metrics(metrics, tasks))
     print_summary(stage, tasks, metrics, console)
     return metrics

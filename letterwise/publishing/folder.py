@@ -59,7 +59,7 @@ def copy_metrics(paths: Paths, folder: Path) -> None:
     target = folder / METRICS_SUBDIR
     target.mkdir()
     for name in ("train", *EVAL_STAGES, "build_dataset", "filter_tokens"):
-        shutil.copy2(paths.metrics / f"{name}.json", target / f"{name}.json")
+        shutil.copy2(paths.details / f"{name}.json", target / f"{name}.json")
 
 
 def copy_dataset(dataset_dir: Path, folder: Path) -> None:

@@ -35,6 +35,12 @@ class Paths:
     out: Path
     metrics_file: Path
 
+    @property
+    def details(self) -> Path:
+        """The stages' full results (metrics/details/), which the card is built from; the
+        metrics files beside it hold only the headline numbers."""
+        return self.metrics / "details"
+
 
 def required_inputs(paths: Paths) -> list[tuple[Path, str]]:
     """(file, the stage that makes it) for everything the stage reads."""
@@ -43,9 +49,9 @@ def required_inputs(paths: Paths) -> list[tuple[Path, str]]:
         (paths.adapter / "adapter_model.safetensors", "train"),
         (paths.adapter / PROVENANCE_FILE, "train"),
         (paths.adapter / "tokenizer_config.json", "train"),
-        (paths.metrics / "train.json", "train"),
-        (paths.metrics / "filter_tokens.json", "filter_tokens"),
-        (paths.metrics / "build_dataset.json", "build_dataset"),
+        (paths.details / "train.json", "train"),
+        (paths.details / "filter_tokens.json", "filter_tokens"),
+        (paths.details / "build_dataset.json", "build_dataset"),
         (paths.dataset / "README.md", "build_dataset"),
         *(
             (paths.dataset / "jsonl" / f"{split}.jsonl", "build_dataset")
@@ -53,7 +59,7 @@ def required_inputs(paths: Paths) -> list[tuple[Path, str]]:
         ),
     ]
     for stage in EVAL_STAGES:
-        needed.append((paths.metrics / f"{stage}.json", stage))
+        needed.append((paths.details / f"{stage}.json", stage))
         needed.append((paths.predictions / f"{stage}.jsonl", stage))
     return needed
 
@@ -101,11 +107,11 @@ class Inputs:
 def read_inputs(paths: Paths) -> Inputs:
     return Inputs(
         provenance=read_json(paths.adapter / PROVENANCE_FILE),
-        eval_metrics={s: read_json(paths.metrics / f"{s}.json") for s in EVAL_STAGES},
+        eval_metrics={s: read_json(paths.details / f"{s}.json") for s in EVAL_STAGES},
         predictions={s: read_jsonl(paths.predictions / f"{s}.jsonl") for s in EVAL_STAGES},
-        train_metrics=read_json(paths.metrics / "train.json"),
-        data_metrics=read_json(paths.metrics / "build_dataset.json"),
-        token_metrics=read_json(paths.metrics / "filter_tokens.json"),
+        train_metrics=read_json(paths.details / "train.json"),
+        data_metrics=read_json(paths.details / "build_dataset.json"),
+        token_metrics=read_json(paths.details / "filter_tokens.json"),
     )
 
 
@@ -132,7 +138,7 @@ def check_consistency(params: Params, preset: Preset, inputs: Inputs, paths: Pat
         for key, value in expected.items():
             if metrics.get(key) != value:
                 raise PublishError(
-                    f"{paths.metrics / f'{stage}.json'} has {key}={metrics.get(key)!r} but "
+                    f"{paths.details / f'{stage}.json'} has {key}={metrics.get(key)!r} but "
                     f"params.yaml says {value!r}; {rerun}"
                 )
         rows = inputs.predictions[stage]

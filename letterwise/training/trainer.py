@@ -9,6 +9,7 @@ and the headline numbers to a metrics file.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import math
 import time
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from letterwise.io import atomic_dir, write_json
+from letterwise.io import atomic_dir, write_json, write_metrics
 from letterwise.modeling import (
     PROVENANCE_FILE,
     QWEN3_TINY_SEED,
@@ -63,15 +64,48 @@ def planned_steps(examples: int, params: Params) -> int:
     return max(1, math.ceil(train.epochs * math.ceil(batches / train.grad_accum)))
 
 
+def embeddings_trained(model: Any) -> bool:
+    """Whether the adapter trains an embedding layer (the input embeddings or the LM head).
+
+    peft's save_pretrained(save_embedding_layers="auto") settles this, for an adapter that does
+    not target an embedding layer, by fetching the base model's config.json from the Hub to see
+    whether the vocabulary was resized: one request, or one warning offline, per checkpoint. Our
+    vocabularies are never resized (load_base_model refuses a tokenizer larger than the embedding
+    matrix), so the embeddings belong in the adapter exactly when training changes them.
+    """
+    from peft.utils.constants import EMBEDDING_LAYER_NAMES
+
+    return any(
+        param.requires_grad and not set(name.split(".")).isdisjoint(EMBEDDING_LAYER_NAMES)
+        for name, param in model.named_parameters()
+    )
+
+
+def pin_embedding_saving(model: Any) -> Any:
+    """Make every save_pretrained of this peft model, the Trainer's checkpoint saves included,
+    pass an explicit save_embedding_layers (see embeddings_trained), so none asks the Hub."""
+    save = model.save_pretrained
+    embeddings = embeddings_trained(model)
+
+    @functools.wraps(save)
+    def save_pretrained(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("save_embedding_layers", embeddings)
+        return save(*args, **kwargs)
+
+    model.save_pretrained = save_pretrained
+    return model
+
+
 def add_lora(model: Any, params: Params, backend: str) -> Any:
-    """Wrap the base model with LoRA adapters from params.train.lora (seeded init)."""
+    """Wrap the base model with LoRA adapters from params.train.lora (seeded init); its saves
+    never look anything up on the Hub (pin_embedding_saving)."""
     from transformers import set_seed
 
     lora = params.train.lora
     set_seed(params.seed)  # the LoRA A matrices are randomly initialised
     if backend == "unsloth":
         fast_language_model = import_unsloth()
-        return fast_language_model.get_peft_model(
+        peft_model = fast_language_model.get_peft_model(
             model,
             r=lora.r,
             lora_alpha=lora.alpha,
@@ -81,6 +115,7 @@ def add_lora(model: Any, params: Params, backend: str) -> Any:
             use_gradient_checkpointing="unsloth",  # Unsloth's offloaded checkpointing
             random_state=params.seed,
         )
+        return pin_embedding_saving(peft_model)
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -91,7 +126,7 @@ def add_lora(model: Any, params: Params, backend: str) -> Any:
         target_modules=list(lora.target_modules),
         bias="none",
     )
-    return get_peft_model(model, config)
+    return pin_embedding_saving(get_peft_model(model, config))
 
 
 def build_trainer(
@@ -454,17 +489,16 @@ def run_training(
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(Path(tmp) / PROVENANCE_FILE, provenance)
-    write_json(
-        metrics_file,
-        {
-            "final_loss": provenance["final_loss"],
-            "steps": state.global_step,
-            "train_seconds": provenance["train_seconds"],
-            "seconds_per_step": provenance["seconds_per_step"],
-            "trainable_params": trainable,
-            "examples": len(pairs),
-            "replay_rows": replay["rows"] if replay else 0,
-            "replay_dropped": replay["dropped"] if replay else 0,
-        },
-    )
+    details = {
+        "final_loss": provenance["final_loss"],
+        "steps": state.global_step,
+        "train_seconds": provenance["train_seconds"],
+        "seconds_per_step": provenance["seconds_per_step"],
+        "trainable_params": trainable,
+        "examples": len(pairs),
+        "replay_rows": replay["rows"] if replay else 0,
+        "replay_dropped": replay["dropped"] if replay else 0,
+    }
+    headline = ("final_loss", "steps", "train_seconds", "examples")
+    write_metrics(metrics_file, details, {key: details[key] for key in headline})
     return provenance
