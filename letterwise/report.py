@@ -108,11 +108,15 @@ def runs_from_exp_show(shown: list[dict[str, Any]], saved: Path | None = None) -
                     runs.append(run)
     # Same params and same eval results = the same run (wall times aside): keep one, preferring
     # a commit or an experiment name over "workspace".
+    # Experiments of the grid that repeat a run (decoding-greedy is the reference) keep their
+    # names as aliases, so every queued name is still found.
     unique: dict[str, Run] = {}
     for run in runs:
         key = json.dumps([run.params, run.tasks()], sort_keys=True, default=str)
         if key not in unique or unique[key].name == "workspace":
             unique[key] = run
+        elif run.name != "workspace":
+            unique[key].name += f" = {run.name}"
     return list(unique.values())
 
 
@@ -169,11 +173,40 @@ def instrument_sections(task_metrics: dict[str, Any]) -> dict[str, dict[str, Any
 
 
 def reproduce_command(run: Run, reference: Run) -> str:
+    where = reference.name.split(" = ")[0]  # the commit, not the experiments that repeat it
     if not run.changed:
-        return f"`dvc repro` at {reference.name}"
+        return f"`dvc repro` at {where}"
     sets = " ".join(f"-S '{k}={json.dumps(v) if not isinstance(v, str) else v}'"
                     for k, v in sorted(run.changed.items()))  # fmt: skip
-    return f"`dvc exp run {sets}` from {reference.name}"
+    return f"`dvc exp run {sets}` from {where}"
+
+
+def coupling_table(run: Run) -> list[str]:
+    """Per transfer task and model: does spelling a word right go with answering its question
+    right? (eval_position's per-word coupling with eval_spelling)"""
+    lines = [
+        "| task | model | n | P(right given spelled right) | P(right given spelled wrong) "
+        "| odds ratio [95% CI] | Fisher p |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    found = False
+    for task, metrics in run.tasks().items():
+        for model, c in (metrics.get("coupling") or {}).items():
+            found = True
+            ratio = (
+                f"{num(c.get('odds_ratio'), 2)} [{num(c.get('odds_ratio_ci_low'), 2)}, "
+                f"{num(c.get('odds_ratio_ci_high'), 2)}]"
+            )
+            lines.append(
+                f"| {task} | {model} | {c.get('n')} | {num(c.get('p_right_given_spelled_right'))} "
+                f"| {num(c.get('p_right_given_spelled_wrong'))} | {ratio} "
+                f"| {p_text(c.get('fisher_p'))} |"
+            )
+    if not found:
+        return ["Absent: the reference run has no coupling results (eval_position computes them "
+                "from eval_spelling's predictions)."]  # fmt: skip
+    return [*lines, "", "A dash is undefined: no word of that kind (e.g. the base model spelled "
+            "no test word right)."]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- figures
@@ -433,7 +466,7 @@ def compare_table(runs: list[Run]) -> Table:
                 f"{num(section['tuned']['accuracy'])} ({num(d['delta'], sign=True)})\n"
                 f"[{num(d.get('ci_low'), 2, True)}, {num(d.get('ci_high'), 2, True)}]"
             )
-        table.add_row(run.name, changes or "(reference)", *cells)
+        table.add_row(run.name.replace(" = ", "\n= "), changes or "(reference)", *cells)
     return table
 
 
@@ -537,6 +570,7 @@ def render(runs: list[Run], figures_dir: Path, loss_tsv: Path | None) -> str:
         out += [f"![training loss]({rel}/training_loss.png)", ""]
     out += ["## Comparison to the untuned baseline and to chance", "", *chance_table(reference),
             ""]  # fmt: skip
+    out += ["## Transfer coupling (reference run)", "", *coupling_table(reference), ""]
     out += ["## Experiments", "", *experiments_table(runs, reference), ""]
     if len(runs) > 1:
         out += [f"![transfer deltas per experiment]({rel}/deltas.png)", ""]
