@@ -92,8 +92,12 @@ def test_dvc_exp_show_lists_headline_metrics_only(clone):
     def leaves(tree) -> int:
         return sum(leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1
 
-    rows = [shown[0], *(r for e in shown[0]["experiments"] or [] for r in e["revs"])]
-    assert len(rows) == 3
+    rows = [
+        row
+        for baseline in shown
+        for row in [baseline, *(r for e in baseline["experiments"] or [] for r in e["revs"])]
+    ]
+    assert len(rows) == 4  # workspace, the baseline commit, two experiments
     for row in rows:
         metrics = row["data"]["metrics"]
         counted = sum(leaves(entry["data"]) for entry in metrics.values())
