@@ -81,7 +81,8 @@ def clone(tmp_path_factory) -> Path:
     run(clone, "dvc", "commit", "-f")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     run(clone, *git, "commit", "-qam", "stand-in outputs")
-    save_experiment(clone, "sampled-t03", {"eval": {"decoding": "sampled", "temperature": 0.3}}, 0.321)
+    sampled = {"eval": {"decoding": "sampled", "temperature": 0.3}}
+    save_experiment(clone, "sampled-t03", sampled, 0.321)
     save_experiment(clone, "lora-r32", {"train": {"lora": {"r": 32, "alpha": 64}}}, 0.432)
     return clone
 
@@ -118,7 +119,8 @@ def test_the_readme_compare_command_fits_200_columns(clone):
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= WIDTH
     assert "…" not in out, "a column collapsed at 200 columns"
-    row = {name: next(line for line in lines if name in line) for name in ("sampled-t03", "lora-r32")}
+    names = ("sampled-t03", "lora-r32")
+    row = {name: next(line for line in lines if name in line) for name in names}
     # the changed params and the edited numbers, each on its experiment's row
     assert "eval.decoding=sampled" in out and "train.lora.r=32" in out
     assert "0.321 (" in row["sampled-t03"] and "0.432 (" in row["lora-r32"]

@@ -357,7 +357,8 @@ def test_inputs_from_other_settings_are_refused(run_copy, monkeypatch, capsys, n
     assert publish.main([]) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert (
-        "metrics/details/eval_spelling.json has mode='non-thinking' but params.yaml says 'thinking'" in out
+        "metrics/details/eval_spelling.json has mode='non-thinking' but params.yaml says "
+        "'thinking'" in out
     )
 
 

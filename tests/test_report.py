@@ -138,9 +138,8 @@ def test_headline_metrics_are_completed_from_the_details_at_the_same_revision(
     assert report.details_at("workspace", "metrics/eval_position.json") == changed
     assert report.details_at(commit, "metrics/eval_position.json") == details
     assert report.details_at("f" * 40, "metrics/eval_position.json") is None
-    run = report._run_of(
-        "x", {"rev": commit, "data": {"metrics": {"metrics/eval_position.json": {"data": headline}}}}
-    )
+    entry = {"metrics": {"metrics/eval_position.json": {"data": headline}}}
+    run = report._run_of("x", {"rev": commit, "data": entry})
     assert run is not None and run.tasks()["position"]["tuned"]["accuracy"] == 0.222
 
 
