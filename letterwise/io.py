@@ -40,7 +40,9 @@ def details_path(metrics_file: str | Path) -> Path:
     return metrics_file.parent / "details" / metrics_file.name
 
 
-def write_metrics(metrics_file: str | Path, details: dict[str, Any], headline: dict[str, Any]) -> None:
+def write_metrics(
+    metrics_file: str | Path, details: dict[str, Any], headline: dict[str, Any]
+) -> None:
     """A stage's results in two files: every number in metrics/details/<name> (read by publish,
     the cards and the report) and the headline numbers a run is compared by in metrics/<name>,
     the dvc metrics file, so `dvc exp show` stays readable. The headline is written last: its

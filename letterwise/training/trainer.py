@@ -233,10 +233,11 @@ def reuse_final_checkpoint(trainer: Trainer, checkpoint: Path, live_dir: Path) -
 
     (Trainer, resumed at its final step, would still take one more step.)
     """
-    from dvclive import Live
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
     from transformers import TrainerState
+
+    from dvclive import Live
 
     set_peft_model_state_dict(trainer.model, load_file(checkpoint / "adapter_model.safetensors"))
     trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
@@ -251,7 +252,6 @@ def training_callbacks(live_dir: Path, console: Console, elapsed_before: float) 
     Defined here rather than at module level because transformers must not be imported before
     Unsloth on the GPU path.
     """
-    from dvclive import Live
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -261,6 +261,8 @@ def training_callbacks(live_dir: Path, console: Console, elapsed_before: float) 
         TimeRemainingColumn,
     )
     from transformers import TrainerCallback
+
+    from dvclive import Live
 
     class LiveCurves(TrainerCallback):
         """Training curves into dvclive, one point per logging step, x = optimizer step."""
