@@ -114,7 +114,7 @@ def test_share_zero_adds_no_replay_anywhere(qwen3_data):
     for split in ("train", "validation", "test"):
         rows = read_jsonl(qwen3_data / f"data/dataset/jsonl/{split}.jsonl")
         assert all(row["task"] != "replay" for row in rows)
-    metrics = json.loads((qwen3_data / "metrics/build_dataset.json").read_text())
+    metrics = json.loads((qwen3_data / "metrics/details/build_dataset.json").read_text())
     assert "replay" not in metrics and "replay" not in metrics["sizes"]["train"]
     assert "Replay" not in (qwen3_data / "data/dataset/README.md").read_text()
 
@@ -158,7 +158,7 @@ def test_replay_rows_join_only_the_train_split_at_the_share_asked(qwen3_data, re
 def test_replay_metrics_card_and_hf_dataset(replay_data):
     from datasets import load_from_disk
 
-    metrics = json.loads((replay_data / "metrics/build_dataset.json").read_text())
+    metrics = json.loads((replay_data / "metrics/details/build_dataset.json").read_text())
     assert metrics["sizes"]["train"] == {"replay": 267, "spelling": 800, "total": 1067}
     assert metrics["training_strings"] == SMALL_DATA["build_dataset"]["max_train_tokens"]
     replay = metrics["replay"]
@@ -328,7 +328,7 @@ def test_train_stage_trains_on_the_base_models_own_answers_and_reuses_them(
     questions = replay_workdir(tmp_path, monkeypatch)
     patch_base_model(monkeypatch, "Paris")
     assert train.main([]) == 0
-    metrics = json.loads(Path("metrics/train.json").read_text())
+    metrics = json.loads(Path("metrics/details/train.json").read_text())
     assert metrics["replay_rows"] == len(questions) and metrics["replay_dropped"] == 0
     assert metrics["examples"] == len(WORDS) + len(questions)
     provenance = json.loads(Path("models/adapter/letterwise.json").read_text())
@@ -362,7 +362,7 @@ def test_train_stage_drops_spelled_answers_and_counts_them(
     questions = replay_workdir(tmp_path, monkeypatch)
     patch_base_model(monkeypatch, "c-a-t")
     assert train.main([]) == 0
-    metrics = json.loads(Path("metrics/train.json").read_text())
+    metrics = json.loads(Path("metrics/details/train.json").read_text())
     assert metrics["replay_rows"] == 0 and metrics["replay_dropped"] == len(questions)
     assert metrics["examples"] == len(WORDS)  # spelling only: every replay answer spelled
     replay = json.loads(Path("models/adapter/letterwise.json").read_text())["replay"]
