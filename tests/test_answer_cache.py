@@ -17,7 +17,7 @@ import pytest
 from letterwise.eval.answer_cache import AnswerStore, base_identity, folder_digest, tuned_identity
 from letterwise.presets import resolve_preset
 from tests.conftest import REPO_ROOT, write_params
-from tests.test_evaluate import save_small_dataset
+from tests.test_evaluate import random_adapter, save_small_dataset
 
 WORDS = ["strawberry", "banana", "kitchen", "mountain", "garden", "pencil", "window", "rocket"]
 
@@ -115,21 +115,8 @@ def test_generation_and_choice_batches_are_read_back_instead_of_recomputed(tmp_p
 
 def make_run(directory: Path, *, seed_adapter: int = 0, questions: int = 2) -> None:
     """A qwen3-tiny eval workspace: a small test split and a random LoRA adapter."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from letterwise import modeling
-
     save_small_dataset(directory, WORDS)
-    model, _ = modeling.load_base_model(resolve_preset("qwen3-tiny"), backend="transformers")
-    torch.manual_seed(seed_adapter)
-    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
-                      init_lora_weights=False)  # fmt: skip
-    adapter_dir = directory / "models" / "adapter"
-    get_peft_model(model, lora).save_pretrained(str(adapter_dir))
-    (adapter_dir / modeling.PROVENANCE_FILE).write_text(
-        json.dumps({"model": "qwen3-tiny", "base_seed": modeling.QWEN3_TINY_SEED})
-    )
+    random_adapter(directory, seed=seed_adapter)
     write_params(
         directory,
         {

@@ -484,6 +484,28 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- a real model, end to end
 
 
+def random_adapter(directory: Path, seed: int | None = None) -> None:
+    """A real LoRA adapter with random (not identity) weights on qwen3-tiny, plus the
+    provenance file stages.train writes beside it (letterwise.modeling.read_provenance)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from letterwise import modeling
+    from letterwise.presets import resolve_preset
+
+    model, _ = modeling.load_base_model(resolve_preset("qwen3-tiny"), backend="transformers")
+    if seed is not None:
+        torch.manual_seed(seed)
+    lora = LoraConfig(
+        r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    adapter_dir = directory / "models" / "adapter"
+    get_peft_model(model, lora).save_pretrained(str(adapter_dir))
+    (adapter_dir / modeling.PROVENANCE_FILE).write_text(
+        json.dumps({"model": "qwen3-tiny", "base_seed": modeling.QWEN3_TINY_SEED})
+    )
+
+
 @pytest.mark.slow
 def test_eval_position_end_to_end_on_qwen3_tiny(tmp_path):
     """Real qwen3-tiny base model, a real (untrained) LoRA adapter, real generation.
@@ -491,23 +513,9 @@ def test_eval_position_end_to_end_on_qwen3_tiny(tmp_path):
     The adapter is made with peft directly, plus the provenance file stages.train writes
     beside it (letterwise.modeling.read_provenance), so this test does not depend on training.
     """
-    from peft import LoraConfig, get_peft_model
-
-    from letterwise import modeling
-    from letterwise.presets import resolve_preset
 
     save_small_dataset(tmp_path, ["strawberry", "banana", "kitchen"])
-    model, tokenizer = modeling.load_base_model(
-        resolve_preset("qwen3-tiny"), backend="transformers"
-    )
-    lora = LoraConfig(
-        r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False
-    )
-    adapter_dir = tmp_path / "models" / "adapter"
-    get_peft_model(model, lora).save_pretrained(str(adapter_dir))
-    (adapter_dir / modeling.PROVENANCE_FILE).write_text(
-        json.dumps({"model": "qwen3-tiny", "base_seed": modeling.QWEN3_TINY_SEED})
-    )
+    random_adapter(tmp_path)
     write_params(
         tmp_path,
         {
