@@ -226,6 +226,10 @@ def find_runs(results_dir: str | Path) -> tuple[list[Run], list[str]]:
         if not isinstance(data, dict) or not data.get("per_question"):
             notes.append(f"{folder.name}: {RESULTS_FILE} has no per_question results, skipped")
             continue
+        if not isinstance(data["per_question"], dict) or not all(
+            isinstance(entry, dict) for entry in data["per_question"].values()
+        ):
+            raise ValueError(f"{path}: per_question must map each task to an object")
         if (arm, seed) in seen:
             raise ValueError(f"{folder.name} and {seen[arm, seed]} are both {arm} seed {seed}")
         seen[arm, seed] = folder.name
@@ -458,9 +462,11 @@ def verdict_sentence(rows: list[dict[str, Any]], arms: dict[str, list[int]]) -> 
     """One sentence from the numbers: what is claimed, or why nothing is."""
     missing = [arm for arm in ARMS if not arms.get(arm)]
     if missing:
-        verb = "arms are" if len(missing) > 1 else "arm is"
+        names, verb = missing[-1], "arm is"
+        if len(missing) > 1:
+            names, verb = f"{', '.join(missing[:-1])} and {missing[-1]}", "arms are"
         return (
-            f"No transfer claimed: the {', '.join(missing)} {verb}"
+            f"No transfer claimed: the {names} {verb}"
             " missing (no <arm>-seed<k> run with per-question results), so the verdict rule "
             "cannot be applied."
         )
@@ -508,8 +514,8 @@ def verdict_from_dir(
     arms = {arm: sorted(run.seed for run in runs if run.arm == arm) for arm in ARMS}
     rows: list[dict[str, Any]] = []
     per_seed: list[dict[str, Any]] = []
-    for task in _tasks(runs):
-        data = load_task(runs, task)
+    loaded = {task: load_task(runs, task) for task in _tasks(runs)}  # validate all, then compute
+    for task, data in loaded.items():
         draws = _task_draws(data, task, seed=seed, resamples=resamples)
         for instrument in data.instruments:
             rows.append(_row(data, task, instrument, arms, draws, seed=seed))
