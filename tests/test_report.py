@@ -285,7 +285,7 @@ def test_the_verdict_section_renders_from_verdict_json(tmp_path):
     assert "has not been computed" not in text
     # the per-seed appendix and the controls paragraph use the file too
     assert "| spelling | 42 | position | cloze slot | 0.111 | 0.154 |" in text
-    assert "`negative_control` seeds 42, 1" in text
+    assert "`negative_control` (seeds 42, 1)" in text
 
 
 def test_a_verdict_without_its_sentence_is_a_clear_error(tmp_path):
@@ -300,14 +300,24 @@ def test_a_verdict_without_its_sentence_is_a_clear_error(tmp_path):
         )  # fmt: skip
 
 
-def test_qwen3_data_results_are_rendered_when_committed(tmp_path):
+def test_qwen3_data_results_are_rendered_beside_the_reference_when_committed(tmp_path):
     folder = tmp_path / "qwen3-data"
     folder.mkdir()
-    (folder / "filter_tokens.json").write_text(json.dumps({"kept_strings": 12345, "model": "q"}))
-    text = render_with(tmp_path, qwen3_data={"filter_tokens": {"kept_strings": 12345}},
-                       qwen3_data_path=folder)  # fmt: skip
+    made_up = {"filter_tokens": {"kept_strings": 12345, "model": "qwen3-4b"},
+               "build_dataset": {"leakage": {"leaked_words": 0}}, "extra": {"answer": 7}}
+    (folder / "COMMAND").write_text("how it was made\n")
+    text = render_with(tmp_path, qwen3_data=made_up, qwen3_data_path=folder)  # fmt: skip
     cpu = text[text.index("### Measured on CPU") : text.index("### Needs the GPU run")]
-    assert "| kept_strings | 12345 |" in cpu and "Absent" not in cpu
+    grid = REPO_ROOT / "docs/results/grid"
+    reference = next(e for e in json.loads((grid / "exp_show.json").read_text())
+                     if e["rev"] != "workspace")  # fmt: skip
+    kept = json.loads((grid / reference["rev"] / "filter_tokens.json").read_text())["kept_strings"]
+    assert "| data | smollm2-135m (reference) | qwen3-4b |" in cpu
+    assert f"| distinct strings in the subset | {kept} | 12345 |" in cpu
+    assert "| held-out words that are training strings | 0 | 0 |" in cpu
+    assert "| vocabulary size | 49152 | – |" in cpu  # absent from the Qwen3 file: a dash
+    assert "| answer | 7 |" in cpu  # a file without a dedicated table: its values
+    assert f"`{folder / 'COMMAND'}`" in cpu and "Absent" not in cpu
 
 
 def test_each_row_names_its_own_statistics(tmp_path):

@@ -66,3 +66,12 @@ def delta_excludes_zero(section: dict[str, Any]) -> str:
 def pointer(*refs: str) -> str:
     """ "(Table 3, Figure 2)" from the references that exist."""
     return f"({', '.join(r for r in refs if r)})"
+
+
+def arms_text(arms: dict[str, list[int]], style: str = "plain") -> str:
+    """ "spelling (seeds 42, 1, 2); negative_control (no run)" from a verdict's `arms`."""
+    parts = []
+    for arm, seeds in arms.items():
+        name = f"`{arm}`" if style == "code" else arm
+        parts.append(f"{name} ({'seeds ' + ', '.join(map(str, seeds)) if seeds else 'no run'})")
+    return "; ".join(parts)

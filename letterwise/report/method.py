@@ -7,6 +7,7 @@ from letterwise.report import tables
 from letterwise.report.common import (
     ALPHA,
     VERDICT_COMMAND,
+    arms_text,
 )
 from letterwise.report.loading import (
     FORMAT_NEUTRAL,
@@ -92,7 +93,7 @@ def method_section(reference: Run, runs: list[Run], inputs: Inputs) -> list[str]
         arms = inputs.verdict.get("arms") or {}
         out.append(
             "Three arms share the data and vary only training: "
-            + "; ".join(f"`{a}` seeds {', '.join(map(str, s))}" for a, s in arms.items())
+            + arms_text(arms, style="code")
             + ". Negative control: the same recipe trained on letter-free replay turns only; "
             "positive control: trained on position/count questions about training tokens, "
             "tested on the same held-out words. Strategy detectors (first letter, word length, "

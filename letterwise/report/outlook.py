@@ -24,13 +24,19 @@ from letterwise.report.loading import (
 def qwen3_section(reference: Run, runs: list[Run], inputs: Inputs) -> list[str]:
     out = ["## 6. Qwen3-4B, thinking mode and the CPU analogue", "", "### Measured on CPU", ""]
     if inputs.qwen3_data:
-        out.append(
-            f"The `qwen3-4b` data stages (tokenizer bundled, offline) as committed in "
-            f"`{inputs.qwen3_data_path}`:"
-        )
-        out.append("")
+        made = inputs.qwen3_data_path / "COMMAND"
+        out += [
+            "The `qwen3-4b` data stages run offline on a CPU (the Qwen3 tokenizer is bundled). "
+            f"Their results, committed in `{inputs.qwen3_data_path}`"
+            + (f" (how they were made: `{made}`)" if made.is_file() else "")
+            + ", beside the reference run's:",
+            "",
+            *tables.data_comparison_table(reference, inputs.qwen3_data),
+            "",
+        ]
         for name, data in inputs.qwen3_data.items():
-            out += [f"`{name}.json`:", "", *tables.scalars_table(data), ""]
+            if name not in tables.DATA_STAGES:
+                out += [f"`{name}.json`:", "", *tables.scalars_table(data), ""]
     else:
         out += [
             f"Absent: `{inputs.qwen3_data_path}` (the `qwen3-4b` token subset and datasets, "

@@ -9,6 +9,7 @@ from letterwise.report.common import (
     TRANSFER_TASKS,
     VERDICT_COMMAND,
     Figures,
+    arms_text,
     delta_excludes_zero,
     delta_word,
     pointer,
@@ -39,10 +40,7 @@ def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
             "fine-tuned vs base on one training run without controls.",
             "",
         ]
-    arms = "; ".join(
-        f"{arm} (seeds {', '.join(str(s) for s in seeds)})"
-        for arm, seeds in (verdict.get("arms") or {}).items()
-    )
+    arms = arms_text(verdict.get("arms") or {})
     out += [
         f"**{verdict['sentence'].strip()}**",
         "",
@@ -59,6 +57,9 @@ def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
         *tables.verdict_table(verdict),
         "",
     ]
+    notes = [str(n) for n in verdict.get("notes") or []]
+    if notes:
+        out += ["Notes from the verdict:", "", *(f"- {n}" for n in notes), ""]
     if "verdict.png" in figures:
         seeds = {arm: len(s) for arm, s in (verdict.get("arms") or {}).items()}
         out += figures.show(

@@ -276,6 +276,42 @@ def per_seed_table(verdict: dict[str, Any]) -> list[str]:
     return lines
 
 
+DATA_STAGES = ("filter_tokens", "build_dataset")
+# (label, stage, path inside its results) for the data-stage comparison
+DATA_ROWS = (
+    ("vocabulary size", "filter_tokens", "vocab_size"),
+    ("tokens kept (English letters only)", "filter_tokens", "kept_tokens"),
+    ("distinct strings in the subset", "filter_tokens", "kept_strings"),
+    ("mean string length (letters)", "filter_tokens", "mean_length"),
+    ("training strings used", "build_dataset", "training_strings"),
+    ("training examples", "build_dataset", "sizes.train.spelling"),
+    ("held-out words", "build_dataset", "leakage.held_out_words"),
+    ("held-out words that are training strings", "build_dataset", "leakage.leaked_words"),
+    ("mean tokens per held-out word", "build_dataset", "leakage.mean_tokens_per_word"),
+    ("multi-token share of held-out words", "build_dataset", "leakage.multi_token_share"),
+)
+
+
+def data_comparison_table(reference: Run, other: dict[str, dict[str, Any]]) -> list[str]:
+    """The data stages' results of another model (e.g. docs/results/qwen3-data/) beside the
+    reference run's."""
+    from letterwise.report.loading import flatten
+
+    mine = {stage: flatten(reference.stage(stage)) for stage in DATA_STAGES}
+    theirs = {stage: flatten(other.get(stage) or {}) for stage in DATA_STAGES}
+    model = (other.get("filter_tokens") or other.get("build_dataset") or {}).get("model", "other")
+
+    def shown(value: Any) -> str:
+        return num(value) if isinstance(value, float) else MISSING if value is None else str(value)
+
+    lines = [f"| data | {reference.params.get('model')} (reference) | {model} |", "|---|---:|---:|"]
+    for label, stage, path in DATA_ROWS:
+        lines.append(
+            f"| {label} | {shown(mine[stage].get(path))} | {shown(theirs[stage].get(path))} |"
+        )
+    return lines
+
+
 def scalars_table(data: dict[str, Any], limit: int = 40) -> list[str]:
     """A results file's scalar values (nested keys joined by dots), for files the report has no
     dedicated table for."""
