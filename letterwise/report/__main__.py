@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,10 @@ def html_page(markdown_text: str) -> str:
     from markdown_it import MarkdownIt
 
     body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+    # keep a value with its interval, and "< 0.001", on one line in narrow table cells
+    body = re.sub(r"(\d|–) \[", "\\1&nbsp;[", body)
+    body = re.sub(r"\[([+-]?[\d.]+|–), ([+-]?[\d.]+|–)\]", "[\\1,&nbsp;\\2]", body)
+    body = body.replace("&lt; 0.001", "&lt;&nbsp;0.001")
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
         "line-height:1.45}table{border-collapse:collapse;font-size:.85em;display:block;"

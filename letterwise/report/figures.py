@@ -223,12 +223,12 @@ def temperature_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     settings = sorted({r["decoding"] for r in rows}, key=lambda s: (s != "greedy", s))
     x = {"field": "decoding", "type": "ordinal", "title": "decoding (greedy; sampled at T)",
          "sort": settings, "axis": {"labelAngle": 0}}  # fmt: skip
-    y_title = "accuracy, direct generation (lines: 95% CI)"
+    y_title = "accuracy, direct (lines: 95% CI)"
     offset = {"field": "model", "sort": ["base", "tuned"]}
     colour = {"field": "model", "type": "nominal", "title": "model", "scale": MODEL_COLOURS}
     return _chart({
         "data": {"values": rows},
-        "facet": {"column": {"field": "task", "type": "nominal", "title": "task",
+        "facet": {"column": {"field": "task", "type": "nominal", "title": None,
                              "sort": [t for t in TASKS if any(r["task"] == t for r in rows)]}},
         "spec": {
             "width": 230,

@@ -118,7 +118,7 @@ def breakdown_figures(inputs: Inputs, figures: Figures) -> list[str]:
             "by_word_length.png",
             "accuracy by word length",
             "Direct-generation accuracy by word length, base vs fine-tuned, 95% CIs; each "
-            "bucket's n on the axis (dvclive/*/breakdowns.json of the reference run).",
+            "bucket's n on the axis (`dvclive/*/breakdowns.json` of the reference run).",
         )
     if "by_index_and_count.png" in figures:
         out += figures.show(
