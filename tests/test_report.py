@@ -343,3 +343,16 @@ def test_training_details_come_from_params_and_the_train_results(tmp_path):
     assert f"| training examples seen | {seen} of {train['examples']} ({share} %) |" in text
     assert f"| trainable parameters | {train['trainable_params']:,} |" in text
     assert f"| learning rate and schedule | {params['learning_rate']}, " in text
+
+
+def test_a_verdict_with_a_missing_arm_renders_dashes(tmp_path):
+    """verdict.py writes null for an arm without runs and for the difference it cannot make."""
+    verdict = made_up_verdict()
+    verdict["arms"]["negative_control"] = []
+    for row in verdict["rows"]:
+        row["negative_control"] = row["treatment_minus_negative"] = None
+    text = render_with(tmp_path, verdict=verdict)
+    row = next(line for line in text.splitlines() if line.startswith("| position | cloze slot"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == "–" and cells[6] == "–, p –"
+    assert "negative_control (no run)" in text
