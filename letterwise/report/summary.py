@@ -3,6 +3,8 @@ reference run, each pointing at its table or figure."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from letterwise.numbers import ci, num, p_value
 from letterwise.report import tables
 from letterwise.report.common import (
@@ -26,6 +28,28 @@ from letterwise.report.loading import (
 # --------------------------------------------------------------------------- 1. verdict
 
 
+def corrected_estimates(verdict: dict[str, Any]) -> list[str]:
+    """One line: the control-corrected estimate (treatment − negative control) with its CI on
+    each format-neutral instrument, and whether the positive control is seen there."""
+    parts = []
+    for row in verdict["rows"]:
+        diff = row.get("treatment_minus_negative")
+        if not row.get("format_neutral") or not isinstance(diff, dict):
+            continue
+        seen = "sees" if row.get("detects_positive_control") else "does not see"
+        parts.append(
+            f"{row['task']} {instrument_label(row['instrument'])} {ci(diff, sign=True)} "
+            f"(p {p_value(diff.get('p_value'))}; {seen} the positive control)"
+        )
+    if not parts:
+        return []
+    return [
+        "Control-corrected estimates (treatment − negative control, fine-tuned minus base "
+        "accuracy) on the format-neutral instruments: " + "; ".join(parts) + ".",
+        "",
+    ]
+
+
 def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
     verdict = inputs.verdict
     out = ["## 1. Verdict", ""]
@@ -47,6 +71,7 @@ def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
         f"Transfer claimed: **{'yes' if verdict['claimed'] else 'no'}**. Arms: {arms or '–'}. "
         f"From `{inputs.verdict_path}` (`{VERDICT_COMMAND}`).",
         "",
+        *corrected_estimates(verdict),
         f"> **Rule.** {verdict['rule'].strip()}",
         "",
         "Table 1. Per task and instrument: fine-tuned minus base for each arm (seeds pooled), "
