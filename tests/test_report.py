@@ -356,3 +356,20 @@ def test_a_verdict_with_a_missing_arm_renders_dashes(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[4] == "–" and cells[6] == "–, p –"
     assert "negative_control (no run)" in text
+
+
+def test_control_arms_loss_curves_beside_the_verdict_are_plotted(shown, tmp_path):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(shown))
+    controls = tmp_path / "controls"
+    for run in ("spelling-seed1", "negative_control-seed1"):
+        (controls / run).mkdir(parents=True)
+        (controls / run / "loss.tsv").write_text("timestamp\tstep\tloss\n0\t1\t2.5\n0\t2\t1.5\n")
+    out = tmp_path / "report.md"
+    missing = tmp_path / "missing"
+    assert report_main([
+        "--exp-show", str(saved), "--out", str(out), "--verdict", str(controls / "verdict.json"),
+        "--qwen3-data", str(missing), "--replay", str(missing), "--breakdowns", str(missing),
+    ]) == 0  # fmt: skip
+    caption = next(line for line in out.read_text().splitlines() if "Training loss per" in line)
+    assert "negative_control-seed1, spelling-seed1" in caption

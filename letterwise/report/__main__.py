@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--loss", action="append", default=None, metavar="[LABEL=]PATH",
         help=f"a dvclive loss.tsv to plot, optionally labelled (repeatable; default: "
-        f"reference={DEFAULT_LOSS} when it exists)",
+        f"reference={DEFAULT_LOSS} when it exists, and every <run>/loss.tsv beside --verdict)",
     )  # fmt: skip
     parser.add_argument(
         "--breakdowns", action="append", type=Path, default=None, metavar="PATH",
@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     loss = args.loss
     if loss is None:
         loss = [f"reference={DEFAULT_LOSS}"] if DEFAULT_LOSS.is_file() else []
+        # the control arms' curves, where their saved results carry one (<arm>-seed<k>/loss.tsv)
+        controls = args.verdict.parent
+        loss += [f"{p.parent.name}={p}" for p in sorted(controls.glob("*/loss.tsv"))]
     inputs = load_inputs(
         loss=loss,
         breakdowns=args.breakdowns if args.breakdowns is not None else list(DEFAULT_BREAKDOWNS),
