@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-# The same number and interval formatting as the final report (letterwise.report).
-from letterwise.report import ci, num
+# The same number formatting as the final report and the model card.
+from letterwise.numbers import ci, num, p_scientific
 
 INSTRUMENTS = {
     "direct": "direct generation",
@@ -27,12 +27,6 @@ INSTRUMENTS = {
     "teacher_forced": "teacher-forced letters",
 }
 TASKS = ("spelling", "position", "count")
-
-
-def p_value(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
 
 
 def load_tasks(metrics_dir: Path) -> dict[str, dict[str, Any]]:
@@ -66,7 +60,7 @@ def instrument_table(tasks: dict[str, dict[str, Any]]) -> str:
             lines.append(
                 f"| {task} | {INSTRUMENTS[key]} | {delta['n']} | {ci(base)} "
                 f"| {ci(tuned)} | {ci(delta, sign=True)} "
-                f"| {p_value(delta.get('p_value'))} | {in_format} |"
+                f"| {p_scientific(delta.get('p_value'))} | {in_format} |"
             )
     return "\n".join(lines)
 
@@ -109,7 +103,7 @@ def coupling_table(tasks: dict[str, dict[str, Any]]) -> str:
                     f"| {num(c.get('p_right_given_spelled_right'), 2)} "
                     f"| {num(c.get('p_right_given_spelled_wrong'), 2)} "
                     f"| {num(c.get('odds_ratio'), 2)} [{num(c.get('odds_ratio_ci_low'), 2)}, "
-                    f"{num(c.get('odds_ratio_ci_high'), 2)}] | {p_value(c.get('fisher_p'))} |"
+                    f"{num(c.get('odds_ratio_ci_high'), 2)}] | {p_scientific(c.get('fisher_p'))} |"
                 )
     return "\n".join(lines)
 

@@ -13,6 +13,7 @@ the `EvalResult`s it was written from, and those must round-trip through
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from huggingface_hub.repocard_data import eval_results_to_model_index, model_ind
 
 from letterwise.generation import QWEN3_SAMPLING
 from letterwise.modeling import HUB_IDS
+from letterwise.numbers import interval, num, p_value, p_with_sign
 from letterwise.params import Params
 from letterwise.presets import PRESETS, Preset, resolve_preset
 
@@ -127,28 +129,6 @@ def eval_results(params: Params, eval_metrics: dict[str, dict]) -> list[EvalResu
 # --------------------------------------------------------------------------- prose
 
 
-def _num(value: float | None, digits: int = 3, sign: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def _p_value(value: float | None) -> str:
-    """A p-value as people read it: "< 0.001" rather than a rounded 0.000."""
-    if value is None:
-        return "–"
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
-
-
-def _p_with_sign(value: float | None) -> str:
-    shown = _p_value(value)
-    return shown if shown.startswith("<") else f"= {shown}"
-
-
-def _interval(low: float | None, high: float | None, sign: bool = False) -> str:
-    return f"[{_num(low, sign=sign)}, {_num(high, sign=sign)}]"
-
-
 # how each instrument is measured, in the card's words
 INSTRUMENTS = {
     "direct": "direct generation",
@@ -173,19 +153,19 @@ def results_table(eval_metrics: dict[str, dict]) -> str:
             unparsed = in_format = "–"
             if "unparseable_rate" in base:
                 unparsed = (
-                    f"{_num(base['unparseable_rate'], 2)} / {_num(tuned['unparseable_rate'], 2)}"
+                    f"{num(base['unparseable_rate'], 2)} / {num(tuned['unparseable_rate'], 2)}"
                 )
             if "in_format_rate" in base:
                 in_format = (
-                    f"{_num(base['in_format_rate'], 2)} / {_num(tuned['in_format_rate'], 2)}"
+                    f"{num(base['in_format_rate'], 2)} / {num(tuned['in_format_rate'], 2)}"
                 )
             rows.append(
                 f"| {task} | {INSTRUMENTS[key]} | {delta['n']} "
-                f"| {_num(base['accuracy'])} {_interval(base['ci_low'], base['ci_high'])} "
-                f"| {_num(tuned['accuracy'])} {_interval(tuned['ci_low'], tuned['ci_high'])} "
-                f"| {_num(delta['delta'], sign=True)} "
-                f"{_interval(delta['ci_low'], delta['ci_high'], sign=True)} "
-                f"| {_p_value(delta['p_value'])} | {unparsed} | {in_format} |"
+                f"| {num(base['accuracy'])} {interval(base['ci_low'], base['ci_high'])} "
+                f"| {num(tuned['accuracy'])} {interval(tuned['ci_low'], tuned['ci_high'])} "
+                f"| {num(delta['delta'], sign=True)} "
+                f"{interval(delta['ci_low'], delta['ci_high'], sign=True)} "
+                f"| {p_value(delta['p_value'])} | {unparsed} | {in_format} |"
             )
     return "\n".join(rows)
 
@@ -221,11 +201,11 @@ def coupling_lines(eval_metrics: dict[str, dict]) -> str:
                 continue
             lines.append(
                 f"- {task}, {model}: P(right | spelled right) = "
-                f"{_num(c.get('p_right_given_spelled_right'), 2)}, P(right | spelled wrong) = "
-                f"{_num(c.get('p_right_given_spelled_wrong'), 2)}, odds ratio "
-                f"{_num(c.get('odds_ratio'), 2)} "
-                f"{_interval(c.get('odds_ratio_ci_low'), c.get('odds_ratio_ci_high'))}, "
-                f"Fisher p {_p_with_sign(c.get('fisher_p'))} (n = {c['n']} words)"
+                f"{num(c.get('p_right_given_spelled_right'), 2)}, P(right | spelled wrong) = "
+                f"{num(c.get('p_right_given_spelled_wrong'), 2)}, odds ratio "
+                f"{num(c.get('odds_ratio'), 2)} "
+                f"{interval(c.get('odds_ratio_ci_low'), c.get('odds_ratio_ci_high'))}, "
+                f"Fisher p {p_with_sign(c.get('fisher_p'))} (n = {c['n']} words)"
             )
     return "\n".join(lines)
 
@@ -236,9 +216,9 @@ def spelling_extras(eval_metrics: dict[str, dict]) -> str:
         return ""
     base, tuned = spelling["base"], spelling["tuned"]
     return (
-        f"Spelling, character level: accuracy {_num(base.get('char_accuracy'))} (base) → "
-        f"{_num(tuned.get('char_accuracy'))} (fine-tuned); mean edit distance "
-        f"{_num(base.get('mean_edit_distance'), 2)} → {_num(tuned.get('mean_edit_distance'), 2)}.\n"
+        f"Spelling, character level: accuracy {num(base.get('char_accuracy'))} (base) → "
+        f"{num(tuned.get('char_accuracy'))} (fine-tuned); mean edit distance "
+        f"{num(base.get('mean_edit_distance'), 2)} → {num(tuned.get('mean_edit_distance'), 2)}.\n"
     )
 
 
@@ -282,17 +262,17 @@ def measured_drops(eval_metrics: dict[str, dict]) -> list[str]:
             delta = section["delta"]
             if delta.get("ci_high") is not None and delta["ci_high"] < 0:
                 lines.append(
-                    f"- {task}, {INSTRUMENTS[key]}: {_num(section['base']['accuracy'])} → "
-                    f"{_num(section['tuned']['accuracy'])} ({_num(delta['delta'], sign=True)} "
-                    f"{_interval(delta['ci_low'], delta['ci_high'], sign=True)}, "
-                    f"p {_p_with_sign(delta.get('p_value'))})"
+                    f"- {task}, {INSTRUMENTS[key]}: {num(section['base']['accuracy'])} → "
+                    f"{num(section['tuned']['accuracy'])} ({num(delta['delta'], sign=True)} "
+                    f"{interval(delta['ci_low'], delta['ci_high'], sign=True)}, "
+                    f"p {p_with_sign(delta.get('p_value'))})"
                 )
         base_rate = m["base"].get("in_format_rate")
         tuned_rate = m["tuned"].get("in_format_rate")
         if base_rate is not None and tuned_rate is not None and tuned_rate < base_rate:
             lines.append(
                 f"- {task}: answers in the asked format (a letter, a number, a spelling) "
-                f"{_num(base_rate, 2)} → {_num(tuned_rate, 2)}"
+                f"{num(base_rate, 2)} → {num(tuned_rate, 2)}"
             )
     return lines
 
@@ -335,9 +315,9 @@ def base_weights_section(base_text: str, base_weights: dict[str, Any]) -> str:
 def compute_section(provenance: dict[str, Any], train_metrics: dict[str, Any]) -> str:
     return (
         f"Training ran on `{provenance.get('device')}` with the `{provenance.get('backend')}` "
-        f"backend: {_num(provenance.get('train_seconds'), 1)} s wall time for "
+        f"backend: {num(provenance.get('train_seconds'), 1)} s wall time for "
         f"{provenance.get('final_step', train_metrics.get('steps'))} steps "
-        f"({_num(train_metrics.get('seconds_per_step'), 2)} s/step). Evaluation and the "
+        f"({num(train_metrics.get('seconds_per_step'), 2)} s/step). Evaluation and the "
         "pipeline's other stages add minutes on the same machine; the per-stage times are in "
         "`metrics/*.json` of the run.\n"
     )
@@ -419,7 +399,7 @@ def load_back_sentence(load_back: dict[str, Any]) -> str:
     text = (
         f"The publish stage loaded this folder as shown below and re-answered "
         f"{load_back['questions']} held-out questions greedily: {load_back['matches']} of them "
-        f"matched {reference} exactly (match rate {_num(load_back['match_rate'])})."
+        f"matched {reference} exactly (match rate {num(load_back['match_rate'])})."
     )
     merged = load_back.get("merged")
     if merged:
@@ -428,6 +408,25 @@ def load_back_sentence(load_back: dict[str, Any]) -> str:
             "(16-bit rounding may flip near-tied tokens, so this is reported, not required)."
         )
     return text + "\n"
+
+
+def verdict_of(metrics_dir: Path) -> dict[str, Any] | None:
+    """The experiment's verdict (`python -m letterwise.eval.verdict` writes verdict.json) when
+    the metrics folder carries one; None otherwise."""
+    path = metrics_dir / "verdict.json"
+    if not path.is_file():
+        return None
+    verdict = json.loads(path.read_text())
+    if not isinstance(verdict.get("sentence"), str) or not verdict["sentence"].strip():
+        raise CardError(f"{path} has no verdict `sentence`")
+    return verdict
+
+
+def verdict_section(verdict: dict[str, Any] | None) -> str:
+    """The verdict sentence, quoted as computed (the same sentence the report and README use)."""
+    if verdict is None:
+        return ""
+    return f"\n**Verdict (treatment vs controls):** {verdict['sentence'].strip()}\n"
 
 
 def model_card(
@@ -441,8 +440,10 @@ def model_card(
     generation: dict[str, Any],
     load_back: dict[str, Any],
     merged: bool,
+    verdict: dict[str, Any] | None = None,
 ) -> ModelCard:
-    """The model card for the published folder; every value is read from the arguments."""
+    """The model card for the published folder; every value is read from the arguments.
+    `verdict` (docs/results/controls/verdict.json, see `verdict_of`) adds its sentence."""
     preset = resolve_preset(params.model)
     base_id = base_model_id(params)
     settings = eval_settings(eval_metrics)
@@ -513,7 +514,7 @@ own vocabulary ("Spell 'berry'" → "b e r r y"). It is the artefact of the lett
 experiment: does knowing the letters inside tokens **transfer** to letter-position ("What is
 the 3rd letter of 'X'?") and letter-count ("How many 'r's are in 'X'?") questions that were
 never trained? Evaluated on held-out English words, base vs fine-tuned on the same questions.
-
+{verdict_section(verdict)}
 ## Intended use and limits
 - For research on tokenization and character-level knowledge; not a general assistant.
 - Trained on single-word spelling prompts; behaviour on other tasks is whatever the base
@@ -574,11 +575,11 @@ warmup ratio {train["warmup_ratio"]}, weight decay {train["weight_decay"]} |
 | steps | {steps} (max_steps {train["max_steps"]}, epochs {train["epochs"]}) |
 | max sequence length | {train["max_seq_length"]} tokens |
 | loss | on the answer only (prompt and empty think block masked); final loss \
-{_num(final_loss, 4)} |
+{num(final_loss, 4)} |
 | examples | {provenance.get("dataset", {}).get("examples")} \
 (sha256 {provenance.get("dataset", {}).get("fingerprint")}) |
 | seed | {provenance.get("seed")} |
-| wall time | {_num(provenance.get("train_seconds"), 1)} s |
+| wall time | {num(provenance.get("train_seconds"), 1)} s |
 | trainable parameters | {provenance.get("trainable_params"):,} of \
 {provenance.get("total_params"):,} |
 | libraries | {versions} |
