@@ -59,6 +59,20 @@ class BuildDatasetParams(Section):
         description="share of the training set that is replay turns (no letter-level content, "
         "answered by the base model itself); 0 = pure spelling",
     )
+    # The experiment arm (issue "A verdict that holds"): what the train split teaches, with the
+    # same held-out splits, recipe and steps in every arm.
+    arm: Literal["spelling", "negative_control", "positive_control"] = Field(
+        "spelling",
+        description="spelling = the treatment; negative_control = letter-free replay turns only; "
+        "positive_control = position/count questions about the training strings",
+    )
+    control_rows: int = Field(
+        1000,
+        ge=1,
+        le=1000000,
+        description="train rows of a control arm (the default run trains on 80 x 8 = 640 rows, "
+        "so no row repeats; replay answers cost base-model generation at train time)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> BuildDatasetParams:
@@ -103,6 +117,9 @@ class TrainParams(Section):
     save_steps: int = Field(20, ge=1, description="checkpoint every N steps (resume point)")
     load_in_4bit: bool = Field(True, description="4-bit base weights (Unsloth backend only)")
     threads: int | None = Field(None, ge=1, le=512, description="CPU threads; null = all")
+    seed: int | None = Field(
+        None, ge=0, description="training seed (LoRA init, data order); null = the top-level seed"
+    )
 
     @model_validator(mode="after")
     def _steps(self) -> TrainParams:
@@ -133,11 +150,24 @@ class EvalParams(Section):
         default_factory=lambda: ["direct"], min_length=1
     )
     choice_scoring: bool = Field(True, description="log-likelihood scoring of answer candidates")
+    # Format-neutral answer slots for position/count (letterwise.eval.cloze): candidates scored
+    # after a prefilled reply stem; calibrated against a content-free word; with the correct
+    # spelling in context (oracle); after the model's own spelling turn (two_turn).
+    cloze: list[Literal["cloze", "cloze_calibrated", "oracle", "two_turn"]] = Field(
+        default_factory=lambda: ["cloze", "cloze_calibrated"]
+    )
 
     @field_validator("prompting", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("cloze")
+    @classmethod
+    def _distinct_cloze(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each cloze instrument appears once (got {value})")
+        return value
 
     @field_validator("prompting")
     @classmethod
@@ -182,6 +212,12 @@ class Params(Section):
     train: TrainParams = TrainParams()
     eval: EvalParams = EvalParams()
     publish: PublishParams = PublishParams()
+
+    @property
+    def training_seed(self) -> int:
+        """The seed of training (LoRA init, data order): train.seed, else the top-level seed,
+        so seeds can vary training alone while every arm shares the same data."""
+        return self.seed if self.train.seed is None else self.train.seed
 
     @field_validator("model")
     @classmethod

@@ -2,7 +2,7 @@
 
 Position and count questions about real English words (half each) are answered two ways by the
 same model: greedy direct generation with the eval's token budgets
-(letterwise.eval.runner.prompts_and_budgets -> letterwise.generation.generate) and choice
+(letterwise.eval.answering.prompts_and_budgets -> letterwise.generation.generate) and choice
 scoring of every candidate answer (letterwise.eval.choice.run_choice). Reports wall-clock and
 process-CPU questions/s and each instrument's accuracy on these questions.
 
@@ -30,7 +30,7 @@ from rich.table import Table  # noqa: E402
 
 from letterwise.data.dataset import example_row  # noqa: E402
 from letterwise.eval.choice import run_choice  # noqa: E402
-from letterwise.eval.runner import prompts_and_budgets  # noqa: E402
+from letterwise.eval.answering import prompts_and_budgets  # noqa: E402
 from letterwise.generation import Sampling, generate  # noqa: E402
 from letterwise.io import write_json  # noqa: E402
 from letterwise.modeling import load_base_model  # noqa: E402

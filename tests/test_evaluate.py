@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from letterwise.eval import runner, scoring
+from letterwise.eval import answering, runner, scoring
 from letterwise.tasks import count, position, spelling
 from tests.conftest import REPO_ROOT, write_params
 
@@ -396,7 +396,9 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     fake_adapter(tmp_path)
     # direct generation only: the stub stands in for the generator (choice scoring and
     # spell-first need a real model; the end-to-end test below runs them)
-    eval_params = {"max_questions": 3, "prompting": ["direct"], "choice_scoring": False}
+    eval_params = {
+        "max_questions": 3, "prompting": ["direct"], "choice_scoring": False, "cloze": [],
+    }  # fmt: skip
     path = write_params(tmp_path, {"model": "qwen3-tiny", "eval": eval_params})
 
     loads = []
@@ -429,13 +431,13 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
                 answers.append([row["expected"] if right else "??"])
         return answers
 
-    monkeypatch.setattr(runner, "generate_answers", stub_answers)
+    monkeypatch.setattr(answering, "generate_answers", stub_answers)
     run_eval("eval_position", path)
 
     assert loads == [("base", "qwen3-tiny"), ("tuned", "models/adapter")]
     metrics = json.loads((tmp_path / "metrics" / "details" / "eval_position.json").read_text())
     assert set(metrics) == {"model", "mode", "decoding", "sampling", "split", "n_samples",
-                            "position", "count", "seconds"}  # fmt: skip
+                            "position", "count", "seconds", "per_question"}  # fmt: skip
     assert set(metrics["seconds"]["tuned"]) == {"direct"}  # the only instrument asked for
     assert metrics["sampling"]["decoding"] == "greedy" and metrics["n_samples"] == 1
     for task in ("position", "count"):
@@ -475,10 +477,15 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
         assert set(headline[task]) == {"direct"}  # the only instrument asked for
         # worked out by hand: base right on 1 of 3, tuned on 3 of 3, two discordant pairs
         assert direct["base"] == pytest.approx(1 / 3) and direct["tuned"] == 1.0
-        assert direct["delta"] == pytest.approx(2 / 3) and direct["p"] == pytest.approx(0.5)
+        assert direct["delta"] == pytest.approx(2 / 3)
         assert direct["delta_low"] <= direct["delta"] <= direct["delta_high"]
-        assert set(direct) == {"base", "tuned", "delta", "delta_low", "delta_high", "p",
-                               "in_format_base", "in_format_tuned"}  # fmt: skip
+        assert set(direct) == {"base", "tuned", "delta", "delta_low", "delta_high",
+                               "in_format_tuned"}  # fmt: skip
+    # per-question bits for the cross-arm verdict: base right only on each task's first question
+    per_question = metrics["per_question"]
+    for task in ("position", "count"):
+        assert per_question[task]["correct"]["direct"] == {"base": "100", "tuned": "111"}
+        assert len(per_question[task]["ids"]) == 3
 
 
 # ---------------------------------------------------------------- a real model, end to end

@@ -9,6 +9,15 @@ token string; `leakage_audit` re-checks both properties on the built rows. Torch
 With `build_dataset.replay_share` > 0 the train split also gets replay rows (task "replay"):
 short-answer questions with no letter-level content whose answers are left empty here and
 filled in by the train stage with the base model's own greedy answers (format retention).
+
+`build_dataset.arm` picks what the train split teaches; the held-out splits are identical in
+every arm (their own random streams), so arms differ only in training:
+- spelling (the treatment): the spelling rows above;
+- negative_control: `control_rows` replay turns only (no letter-level content): the same
+  recipe and steps with no spelling, so "any LoRA fine-tuning" is measured apart from spelling;
+- positive_control: `control_rows` position and count questions (with their answers) about the
+  training strings, never a held-out word: every instrument must see this arm's gain on the
+  held-out words before it may call a verdict.
 """
 
 from __future__ import annotations
@@ -125,6 +134,42 @@ def training_rows(strings: list[str], params: BuildDatasetParams, rng: random.Ra
     for string in track(chosen, description="spelling training examples", transient=True):
         for question in spelling.training_examples(string, rng, params.examples_per_token):
             rows.append(example_row("train", "spelling", len(rows), string, question, None))
+    return rows
+
+
+def positive_control_rows(
+    strings: list[str], n: int, params: BuildDatasetParams, rng: random.Random
+) -> list[dict]:
+    """`n` train rows alternating position and count questions (with answers, in the eval
+    phrasings) about training strings drawn without replacement while they last."""
+    pool: list[str] = []
+    rows: list[dict] = []
+    for index in range(n):
+        pool = pool or rng.sample(strings, len(strings))
+        string = pool.pop()
+        if index % 2 == 0:
+            task, question = position.TASK, position.eval_questions(string, rng, 1)[0]
+        else:
+            task = count.TASK
+            question = count.eval_questions(string, rng, 1, absent_rate=params.count_absent_rate)[0]
+        rows.append(example_row("train", task, index, string, question, None))
+    return rows
+
+
+def train_split(
+    strings: list[str], params: Params, held_out: set[str]
+) -> list[dict]:
+    """The train split of `params.build_dataset.arm` (module docstring)."""
+    settings = params.build_dataset
+    if settings.arm == "negative_control":
+        return replay_rows(settings.control_rows, random.Random(f"{params.seed}-replay"), held_out)
+    if settings.arm == "positive_control":
+        rng = random.Random(f"{params.seed}-positive-control")
+        return positive_control_rows(strings, settings.control_rows, settings, rng)
+    rows = training_rows(strings, settings, random.Random(f"{params.seed}-train"))
+    if settings.replay_share > 0:  # its own stream: the spelling rows stay exactly as without
+        n_replay = replay_count(len(rows), settings.replay_share)
+        rows += replay_rows(n_replay, random.Random(f"{params.seed}-replay"), held_out)
     return rows
 
 
@@ -289,23 +334,19 @@ def build(params: Params, console: Console) -> tuple[dict[str, list[dict]], dict
         tokenizer = load_vocab_tokenizer(preset)
     training_strings = set(strings)
     # Independent streams, so changing the size of one split does not reshuffle another.
-    train_rng = random.Random(f"{params.seed}-train")
     words = held_out_words(
         tokenizer, training_strings, params.build_dataset, random.Random(f"{params.seed}-words")
     )
-    splits = {"train": training_rows(strings, params.build_dataset, train_rng)}
-    share = params.build_dataset.replay_share
     held_out = {word for split in EVAL_SPLITS for word in words[split]}
-    if share > 0:  # its own stream: the spelling rows stay exactly as without replay
-        n_replay = replay_count(len(splits["train"]), share)
-        replay_rng = random.Random(f"{params.seed}-replay")
-        splits["train"] += replay_rows(n_replay, replay_rng, held_out)
+    splits = {"train": train_split(strings, params, held_out)}
+    share = params.build_dataset.replay_share
     for split in EVAL_SPLITS:
         rng = random.Random(f"{params.seed}-{split}")
         splits[split] = evaluation_rows(split, words[split], params.build_dataset, rng)
     audit = leakage_audit(tokenizer, training_strings, splits)
     metrics = {
         "model": preset.name,
+        "arm": params.build_dataset.arm,
         "sizes": sizes(splits),
         "training_strings": len(
             {row["word"] for row in splits["train"] if row["task"] == spelling.TASK}
@@ -323,6 +364,6 @@ def build(params: Params, console: Console) -> tuple[dict[str, list[dict]], dict
             for split in EVAL_SPLITS
         },
     }
-    if share > 0:  # absent at 0, so the default run's metrics stay as they were
+    if share > 0 or params.build_dataset.arm == "negative_control":
         metrics["replay"] = replay_metrics(splits["train"], held_out)
     return splits, metrics

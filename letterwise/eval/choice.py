@@ -43,6 +43,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from letterwise.chat import prompt_text, training_pair
 from letterwise.eval.choice_metrics import (
+    CandidateScore,
     TeacherForced,
     candidate_keys,
     choice_delta,
@@ -73,12 +74,6 @@ __all__ = [
 # cache and 0.4 GB of logits for SmolLM2-135M; a single question always fits on its own.
 MAX_CACHE_TOKENS = 16384
 MAX_LOGIT_TOKENS = 2048
-
-
-@dataclass(frozen=True)
-class CandidateScore:
-    logprob: float  # sum of the log-probabilities of the candidate's tokens
-    n_tokens: int
 
 
 @dataclass(frozen=True)
@@ -302,16 +297,20 @@ def score_candidates(
     candidates: list[list[str]],
     *,
     batch_size: int,
+    store: Any | None = None,
+    description: str = "choice scoring",
 ) -> list[list[CandidateScore]]:
     """Log-likelihood of every candidate continuation of every (chat-rendered) prompt.
 
     Per question and candidate: the summed log-probability of the candidate's own tokens (see
     the module docstring for what they are) and their number. `batch_size` caps the questions
-    per forward pass; each prompt is computed once and shared by its candidates.
+    per forward pass; each prompt is computed once and shared by its candidates. `store`: an
+    answer cache that keeps every scored batch (a killed run resumes).
     """
+    scored = _score(model, tokenizer, prompts, candidates, batch_size, description, store)
     return [
         [CandidateScore(sum(s.logprobs), len(s.token_ids)) for s in question]
-        for question in _score(model, tokenizer, prompts, candidates, batch_size)
+        for question in scored
     ]
 
 

@@ -35,6 +35,12 @@ NEAR_MISS_KINDS = ("swap", "substitution", "deletion", "doubling")
 TASKS = ("spelling", "position", "count")
 
 
+@dataclass(frozen=True)
+class CandidateScore:
+    logprob: float  # sum of the log-probabilities of the candidate's tokens
+    n_tokens: int
+
+
 class Scored(Protocol):
     """What a record needs from one candidate's score (letterwise.eval.choice.CandidateScore)."""
 
@@ -174,6 +180,12 @@ def judge_letters(
 def _logsumexp(values: Sequence[float]) -> float:
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def log_softmax(values: Sequence[float]) -> list[float]:
+    """`values` renormalised as log-probabilities over themselves."""
+    total = _logsumexp(values)
+    return [v - total for v in values]
 
 
 def _unique_best(values: Sequence[float]) -> int | None:

@@ -10,104 +10,28 @@ transfer task is measured three ways and the results sit side by side in the met
   (letterwise.eval.choice), as lm-evaluation-harness scores multiple choice;
 
 plus the per-word coupling between spelling a word right and answering its question right
-(letterwise.eval.coupling). Model work (generation, scoring) is in `answer_with_instruments`;
-everything else is pure functions over its records.
+(letterwise.eval.coupling), the format-neutral cloze slots (letterwise.eval.cloze, scored as
+choice records) and the strategy detectors over every instrument (letterwise.eval.detectors).
+Model work is in letterwise.eval.answering; everything here is pure functions over its records
+(a leaf: nothing here imports the runner).
 """
 
 from __future__ import annotations
 
-import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from letterwise.eval import stats
 from letterwise.eval.coupling import coupling_table, join_by_word
-from letterwise.generation import generate
-from letterwise.params import Params
+from letterwise.eval.detectors import detector_report, explained_delta, strategy_right
 from letterwise.tasks import spell_first
 
 MODELS = ("base", "tuned")
 TRANSFER_TASKS = ("position", "count")
-
-
-def spell_first_rows(rows: Sequence[dict]) -> list[dict]:
-    return [row for row in rows if row["task"] in TRANSFER_TASKS]
-
-
-def spell_first_answers(
-    model: Any,
-    tokenizer: Any,
-    rows: list[dict],
-    params: Params,
-    sampling: Any,
-    description: str,
-    store: Any | None = None,
-) -> list[list[str]]:
-    """Raw samples for the spell-first version of every position/count row."""
-    from letterwise.chat import prompt_text
-
-    thinking = params.eval.mode == "thinking"
-    prompts = [prompt_text(tokenizer, spell_first.question(row), thinking=thinking) for row in rows]
-    budgets = [
-        spell_first.max_new_tokens(row["task"], row["word_length"])
-        + (params.eval.thinking_budget if thinking else 0)
-        for row in rows
-    ]
-    return generate(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=budgets,
-        sampling=sampling,
-        batch_size=params.eval.batch_size,
-        description=f"{description}, spell-first",
-        store=store,
-    )
-
-
-def answer_with_instruments(
-    model: Any,
-    tokenizer: Any,
-    rows: list[dict],
-    params: Params,
-    sampling: Any,
-    description: str,
-    store: Any | None = None,
-) -> dict[str, Any]:
-    """One model's answers under every instrument the params ask for (direct always runs).
-    `store`: this model's answer cache (letterwise.eval.answer_cache), batch by batch."""
-    from letterwise.eval.runner import generate_answers
-
-    seconds: dict[str, float] = {}
-    started = time.monotonic()
-    answers: dict[str, Any] = {
-        "direct": generate_answers(model, tokenizer, rows, params, sampling, description, store)
-    }
-    seconds["direct"] = time.monotonic() - started
-    transfer = spell_first_rows(rows)
-    if "spell_first" in params.eval.prompting and transfer:
-        started = time.monotonic()
-        answers["spell_first"] = spell_first_answers(
-            model, tokenizer, transfer, params, sampling, description, store
-        )
-        seconds["spell_first"] = time.monotonic() - started
-    if params.eval.choice_scoring:
-        from letterwise.eval.choice import run_choice
-
-        started = time.monotonic()
-        answers["choice"] = run_choice(
-            model,
-            tokenizer,
-            rows,
-            batch_size=params.eval.batch_size,
-            thinking=params.eval.mode == "thinking",
-            seed=params.eval.seed,
-            store=store,
-        )
-        seconds["choice"] = time.monotonic() - started
-    # what each instrument cost on this machine (wall time, this model)
-    answers["seconds"] = {key: round(value, 1) for key, value in seconds.items()}
-    return answers
+# position/count instruments beside direct generation, as keys of a task's metrics and of a
+# prediction row's per-model record
+SCORED_INSTRUMENTS = ("spell_first", "choice", "cloze", "cloze_calibrated", "oracle", "two_turn")
 
 
 def _rate(values: Sequence[bool]) -> float | None:
@@ -217,3 +141,86 @@ def word_coupling(
         )
         for model in MODELS
     }
+
+
+def _majority(values: Sequence[str | None]) -> str | None:
+    counts = Counter(v for v in values if v is not None)
+    if not counts:
+        return None
+    ranked = counts.most_common()
+    return ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else None
+
+
+def instrument_answers(prediction: dict, model: str, instrument: str) -> tuple[str | None, bool]:
+    """(answer key, right?) of one model on one prediction row under one instrument."""
+    if instrument == "direct":
+        scored = prediction[model]
+        return scored["vote"], bool(scored["correct"])
+    record = prediction[model][instrument]
+    if instrument == "spell_first":
+        return _majority(record["parsed"]), bool(record["correct"])
+    return record["choice"], bool(record["correct"])
+
+
+def _bits(flags: Sequence[bool]) -> str:
+    return "".join("1" if flag else "0" for flag in flags)
+
+
+def add_detectors(
+    metrics: dict[str, Any],
+    predictions: list[dict],
+    questions: dict[str, list[dict]],
+    *,
+    seed: int,
+) -> None:
+    """Per transfer task and instrument: each model's detector report (habit shares, the
+    habits' own accuracy, accuracy where a habit cannot help) and which habits explain the
+    delta (`explained_by`); plus `metrics["per_question"]`: per task the question ids, each
+    instrument's right/wrong bits per model and each strategy's, for the cross-arm verdict
+    (letterwise.eval.verdict)."""
+    by_id = {row["id"]: row for row in predictions}
+    per_question: dict[str, Any] = {}
+    for task, rows in questions.items():
+        if task not in TRANSFER_TASKS:
+            continue
+        instruments = ["direct"] + [key for key in SCORED_INSTRUMENTS if key in metrics[task]]
+        correct_bits: dict[str, dict[str, str]] = {}
+        for instrument in instruments:
+            answers = {
+                model: [instrument_answers(by_id[row["id"]], model, instrument) for row in rows]
+                for model in MODELS
+            }
+            section = metrics[task] if instrument == "direct" else metrics[task][instrument]
+            reports = {}
+            for model in MODELS:
+                report = detector_report(task, rows, [a for a, _ in answers[model]])
+                report.pop("correct", None)
+                reports[model] = report
+            explained = explained_delta(
+                task,
+                rows,
+                [right for _, right in answers["base"]],
+                [right for _, right in answers["tuned"]],
+                seed=seed,
+            )
+            section["detectors"] = reports
+            section["explained_by"] = sorted(
+                name for name, result in explained.items() if result.get("explains")
+            )
+            section["delta_where_habit_wrong"] = {
+                name: {key: result[key] for key in ("n", "delta", "ci_low", "ci_high")}
+                for name, result in explained.items()
+                if name != "all"
+            }
+            correct_bits[instrument] = {
+                model: _bits([right for _, right in answers[model]]) for model in MODELS
+            }
+        per_question[task] = {
+            "ids": [row["id"] for row in rows],
+            "correct": correct_bits,
+            "strategy_right": {
+                name: _bits(flags) for name, flags in strategy_right(task, rows).items()
+            },
+        }
+    if per_question:
+        metrics["per_question"] = per_question

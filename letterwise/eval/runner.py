@@ -30,18 +30,18 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from letterwise.chat import prompt_text
 from letterwise.eval.answer_cache import eval_stores
+from letterwise.eval.answering import answer_with_instruments
 from letterwise.eval.instruments import (
     TRANSFER_TASKS,
-    answer_with_instruments,
+    add_detectors,
     headline_coupling,
     score_choice,
     score_spell_first,
     word_coupling,
 )
 from letterwise.eval.scoring import plot_points, stage_metrics
-from letterwise.generation import generate, max_new_tokens_for, sampling_for
+from letterwise.generation import sampling_for
 from letterwise.io import atomic_dir, write_json, write_jsonl, write_metrics
 from letterwise.params import Params, ParamsError, load_params
 from letterwise.presets import Preset, resolve_preset
@@ -110,45 +110,6 @@ def load_questions(
     return select_questions(dataset[split].select_columns(columns).to_list(), tasks, max_questions)
 
 
-def prompts_and_budgets(tokenizer: Any, rows: list[dict], params: Params) -> tuple[list, list]:
-    """Chat-rendered prompts in the eval's mode and each row's task-aware token budget."""
-    thinking = params.eval.mode == "thinking"
-    prompts = [prompt_text(tokenizer, row["question"], thinking=thinking) for row in rows]
-    budgets = [
-        max_new_tokens_for(
-            row["task"],
-            row["word_length"],
-            thinking=thinking,
-            thinking_budget=params.eval.thinking_budget,
-        )
-        for row in rows
-    ]
-    return prompts, budgets
-
-
-def generate_answers(
-    model: Any,
-    tokenizer: Any,
-    rows: list[dict],
-    params: Params,
-    sampling: Any,
-    description: str,
-    store: Any | None = None,
-) -> list[list[str]]:
-    """Raw samples for every row (all of a stage's tasks in one batched pass)."""
-    prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
-    return generate(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=budgets,
-        sampling=sampling,
-        batch_size=params.eval.batch_size,
-        description=description,
-        store=store,
-    )
-
-
 def release_memory() -> None:
     """Collect the dropped model and return cached GPU memory before the next one loads."""
     gc.collect()
@@ -199,7 +160,14 @@ INSTRUMENT_LABELS = {
     "spell_first": "spell-first generation",
     "choice": "choice scoring",
     "teacher_forced": "teacher-forced letters",
+    "cloze": "cloze slot",
+    "cloze_calibrated": "cloze, calibrated",
+    "oracle": "cloze after the right spelling",
+    "two_turn": "cloze after own spelling",
 }
+# What `dvc exp show` lists per task (the rest is in metrics/details): the user-facing
+# instrument, the format-neutral ones that may call a verdict, and spelling's own instruments.
+HEADLINE_INSTRUMENTS = ("direct", "cloze", "cloze_calibrated", "choice", "teacher_forced")
 
 
 def instrument_points(metrics: dict[str, Any], tasks: Sequence[str]) -> list[dict]:
@@ -219,14 +187,18 @@ def instrument_points(metrics: dict[str, Any], tasks: Sequence[str]) -> list[dic
 
 
 def headline_metrics(metrics: dict[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
-    """What a run is compared by, per task and instrument: base and tuned accuracy, the paired
-    delta with its 95% CI and p, and (where the answer format is asked) the in-format rates.
-    Per-model CIs, baselines, coupling and timings stay in metrics/details/<stage>.json."""
+    """What a run is compared by, per task and headline instrument: base and tuned accuracy,
+    the paired delta with its 95% CI and (where the answer format is asked) the tuned in-format
+    rate. Position/count choice scoring, oracle, two-turn and spell-first, p-values, per-model
+    CIs, baselines, detectors, coupling and timings stay in metrics/details/<stage>.json, so
+    `dvc exp show` keeps to its 60-column budget (tests/test_compare.py)."""
     headline: dict[str, Any] = {}
     for task in tasks:
         sections = {"direct": metrics[task]} | {
-            key: metrics[task][key] for key in INSTRUMENT_LABELS if key in metrics[task]
+            key: metrics[task][key] for key in HEADLINE_INSTRUMENTS if key in metrics[task]
         }
+        if task in TRANSFER_TASKS and any(k.startswith("cloze") for k in sections):
+            sections.pop("choice", None)  # superseded by the format-neutral slot
         headline[task] = {}
         for key, section in sections.items():
             delta = section["delta"]
@@ -236,10 +208,8 @@ def headline_metrics(metrics: dict[str, Any], tasks: Sequence[str]) -> dict[str,
                 "delta": delta["delta"],
                 "delta_low": delta["ci_low"],
                 "delta_high": delta["ci_high"],
-                "p": delta["p_value"],
             }
-            if "in_format_rate" in section["base"]:
-                numbers["in_format_base"] = section["base"]["in_format_rate"]
+            if "in_format_rate" in section["tuned"]:
                 numbers["in_format_tuned"] = section["tuned"]["in_format_rate"]
             headline[task][key] = numbers
     return headline
@@ -253,9 +223,11 @@ def add_instruments(
     *,
     seed: int,
 ) -> None:
-    """Spell-first and choice results beside each task's direct-generation metrics, and
-    their per-question records in the prediction rows (same order as `questions`)."""
+    """Spell-first, choice and cloze results beside each task's direct-generation metrics,
+    and their per-question records in the prediction rows (same order as `questions`)."""
     by_id = {row["id"]: row for row in predictions}
+    if "cloze" in answers["base"]:
+        add_cloze(metrics, by_id, answers, questions, seed=seed)
     for instrument in ("spell_first", "choice"):
         if instrument not in answers["base"]:
             continue
@@ -277,6 +249,31 @@ def add_instruments(
             for i, row in enumerate(rows):
                 for model in scored:
                     by_id[row["id"]][model][instrument] = scored[model][i]
+
+
+def add_cloze(
+    metrics: dict[str, Any],
+    by_id: dict[str, dict],
+    answers: dict[str, dict[str, Any]],
+    questions: dict[str, list[dict]],
+    *,
+    seed: int,
+) -> None:
+    """Each cloze variant scored like choice scoring (its records are choice records), per
+    transfer task; the variants' records cover the transfer rows in `questions` order."""
+    variants = list(answers["base"]["cloze"])
+    start = 0
+    for task, rows in questions.items():
+        if task not in TRANSFER_TASKS:
+            continue
+        end = start + len(rows)
+        for variant in variants:
+            per_model = {model: answers[model]["cloze"][variant][start:end] for model in answers}
+            metrics[task][variant], scored, _ = score_choice(task, per_model, seed=seed)
+            for i, row in enumerate(rows):
+                for model in scored:
+                    by_id[row["id"]][model][variant] = scored[model][i]
+        start = end
 
 
 def add_word_coupling(metrics: dict[str, Any], predictions: list[dict], spelling: Path) -> None:
@@ -311,8 +308,8 @@ def print_summary(
     for task in tasks:
         sections = {"direct": metrics[task]} | {
             key: metrics[task][key]
-            for key in ("spell_first", "choice", "teacher_forced")
-            if key in metrics[task]
+            for key in INSTRUMENT_LABELS
+            if key != "direct" and key in metrics[task]
         }
         for key, section in sections.items():
             base, tuned, delta = section["base"], section["tuned"], section["delta"]
@@ -370,7 +367,35 @@ def answer_settings(params: Params) -> dict[str, Any]:
         "batch_size": settings.batch_size,
         "prompting": sorted(settings.prompting),
         "choice_scoring": settings.choice_scoring,
+        "cloze": sorted(settings.cloze),
     }
+
+
+def two_turn_spellings(
+    params: Params, rows: Sequence[dict], spelling_file: Path
+) -> dict[str, dict[str, tuple[str, str]]] | None:
+    """Per model, word -> (spelling question, the model's own spelling) from eval_spelling's
+    predictions, for the two_turn instrument; None when it is not asked for. Checked before
+    any model loads: every position/count word must have been spelled by both models."""
+    from letterwise.eval.cloze import own_spellings
+
+    if "two_turn" not in params.eval.cloze or not any(r["task"] in TRANSFER_TASKS for r in rows):
+        return None
+    if not spelling_file.is_file():
+        raise FileNotFoundError(
+            f"eval.cloze has two_turn, which needs {spelling_file} (the models' own spellings); "
+            "run eval_spelling first (`dvc repro eval_spelling`)"
+        )
+    predictions = [json.loads(line) for line in spelling_file.read_text().splitlines() if line]
+    spellings = {model: own_spellings(predictions, model) for model in ("base", "tuned")}
+    words = {row["word"] for row in rows if row["task"] in TRANSFER_TASKS}
+    missing = sorted(words - set(spellings["base"]))
+    if missing:
+        raise ValueError(
+            f"two_turn: {len(missing)} position/count words have no spelling in {spelling_file} "
+            f"(first: {missing[:5]}); evaluate spelling on the same split and max_questions"
+        )
+    return spellings
 
 
 def answers_of(
@@ -382,6 +407,7 @@ def answers_of(
     params: Params,
     sampling: Any,
     console: Console,
+    spellings: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """One model's answers under every instrument: read whole from the answer cache when this
     model already answered these questions with these settings (the base model across
@@ -395,7 +421,9 @@ def answers_of(
         )
         return cached
     model, tokenizer = load()
-    answers = answer_with_instruments(model, tokenizer, rows, params, sampling, name, store)
+    answers = answer_with_instruments(
+        model, tokenizer, rows, params, sampling, name, store, spellings=spellings
+    )
     del model, tokenizer  # the last references: free this model before the next one loads
     release_memory()
     if store is not None:
@@ -442,10 +470,11 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
         backend = resolve_backend(preset, params.train.backend)
         base_options = check_adapter_matches(params, read_provenance(ADAPTER_DIR))
         questions = load_questions(params.eval.split, tasks, params.eval.max_questions)
+        rows = [row for task in tasks for row in questions[task]]
+        spellings = two_turn_spellings(params, rows, PREDICTIONS_DIR / "eval_spelling.jsonl")
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"{stage}: {exc}") from None
     sampling = sampling_for(params.eval)
-    rows = [row for task in tasks for row in questions[task]]
     counts = ", ".join(f"{task}: {len(questions[task])}" for task in tasks)
     console.print(
         f"{stage}: {len(rows)} questions ({counts}) from {params.eval.split}; "
@@ -458,14 +487,18 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
         "tuned": lambda: load_tuned_model(ADAPTER_DIR, backend=backend),
     }
     stores = eval_stores(preset, base_options, ADAPTER_DIR, backend)
-    request = {"rows": rows, "eval": answer_settings(params)}
     for label, load in loaders.items():
+        request = {"rows": rows, "eval": answer_settings(params)}
+        own = spellings[label] if spellings else None
+        if own:  # two_turn's first turn is this model's own spelling
+            request["spellings"] = own
         answers[label] = answers_of(
-            label, stores[label], request, load, rows, params, sampling, console
+            label, stores[label], request, load, rows, params, sampling, console, own
         )
     outputs = {model: answers[model]["direct"] for model in answers}
     metrics, predictions = stage_metrics(params, dataclasses.asdict(sampling), outputs, questions)
     add_instruments(metrics, predictions, answers, questions, seed=params.eval.seed)
+    add_detectors(metrics, predictions, questions, seed=params.eval.seed)
     metrics["seconds"] = {model: answers[model]["seconds"] for model in answers}
     if stage == "eval_position":
         add_word_coupling(metrics, predictions, PREDICTIONS_DIR / "eval_spelling.jsonl")

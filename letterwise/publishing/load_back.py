@@ -36,7 +36,7 @@ def replay_indices(rows: list[dict], tokenizer: Any, params: Params, at_least: i
     stably) in batches of eval.batch_size. A prefix of that order, passed back in file order
     with the same batch size, is cut into exactly the same batches again.
     """
-    from letterwise.eval.runner import prompts_and_budgets
+    from letterwise.eval.answering import prompts_and_budgets
     from letterwise.generation import batch_order
 
     prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
@@ -100,7 +100,7 @@ def compare(
 def answer(
     model: Any, tokenizer: Any, rows: list[dict], params: Params, description: str
 ) -> list[str]:
-    from letterwise.eval.runner import generate_answers
+    from letterwise.eval.answering import generate_answers
 
     samples = generate_answers(model, tokenizer, rows, params, greedy(params), description)
     return [s[0] for s in samples]

@@ -37,7 +37,7 @@ def run_key(params: Params, fingerprint: str, backend: str) -> str:
     blob = json.dumps(
         {
             "model": params.model,
-            "seed": params.seed,
+            "seed": params.training_seed,
             "train": train,
             "dataset": fingerprint,
             "backend": backend,  # what `auto` resolved to: checkpoints differ between backends

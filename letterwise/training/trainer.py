@@ -102,7 +102,7 @@ def add_lora(model: Any, params: Params, backend: str) -> Any:
     from transformers import set_seed
 
     lora = params.train.lora
-    set_seed(params.seed)  # the LoRA A matrices are randomly initialised
+    set_seed(params.training_seed)  # the LoRA A matrices are randomly initialised
     if backend == "unsloth":
         fast_language_model = import_unsloth()
         peft_model = fast_language_model.get_peft_model(
@@ -113,7 +113,7 @@ def add_lora(model: Any, params: Params, backend: str) -> Any:
             target_modules=list(lora.target_modules),
             bias="none",
             use_gradient_checkpointing="unsloth",  # Unsloth's offloaded checkpointing
-            random_state=params.seed,
+            random_state=params.training_seed,
         )
         return pin_embedding_saving(peft_model)
     from peft import LoraConfig, get_peft_model
@@ -170,8 +170,8 @@ def build_trainer(
         save_strategy="steps",
         save_steps=train.save_steps,
         save_total_limit=2,
-        seed=params.seed,
-        data_seed=params.seed,
+        seed=params.training_seed,
+        data_seed=params.training_seed,
         report_to="none",
         disable_tqdm=True,  # rich shows progress instead
         max_length=train.max_seq_length,
@@ -470,7 +470,7 @@ def run_training(
         "backend": backend,
         "device": default_device(),
         "load_in_4bit": backend == "unsloth" and train.load_in_4bit,
-        "seed": params.seed,
+        "seed": params.training_seed,
         "train_params": train.model_dump(),
         "dataset": {"path": str(dataset_dir), "fingerprint": fingerprint, "examples": len(pairs)},
         # replay turns: questions, rows kept, dropped (by reason), targets_sha256, from_cache

@@ -1,0 +1,153 @@
+"""Model-side answering for the eval stages: every instrument's raw answers from one model.
+
+The runner (letterwise.eval.runner) orchestrates: it loads each model, calls
+`answer_with_instruments` and hands the raw answers to the scoring leaves
+(letterwise.eval.scoring, .instruments, .cloze records, .detectors). Nothing here scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from letterwise.chat import prompt_text
+from letterwise.generation import generate, max_new_tokens_for
+from letterwise.params import Params
+from letterwise.tasks import spell_first
+
+TRANSFER_TASKS = ("position", "count")
+
+
+def prompts_and_budgets(tokenizer: Any, rows: list[dict], params: Params) -> tuple[list, list]:
+    """Chat-rendered prompts in the eval's mode and each row's task-aware token budget."""
+    thinking = params.eval.mode == "thinking"
+    prompts = [prompt_text(tokenizer, row["question"], thinking=thinking) for row in rows]
+    budgets = [
+        max_new_tokens_for(
+            row["task"],
+            row["word_length"],
+            thinking=thinking,
+            thinking_budget=params.eval.thinking_budget,
+        )
+        for row in rows
+    ]
+    return prompts, budgets
+
+
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict],
+    params: Params,
+    sampling: Any,
+    description: str,
+    store: Any | None = None,
+) -> list[list[str]]:
+    """Raw samples for every row (all of a stage's tasks in one batched pass)."""
+    prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
+    return generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=budgets,
+        sampling=sampling,
+        batch_size=params.eval.batch_size,
+        description=description,
+        store=store,
+    )
+
+
+def spell_first_rows(rows: Sequence[dict]) -> list[dict]:
+    return [row for row in rows if row["task"] in TRANSFER_TASKS]
+
+
+def spell_first_answers(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict],
+    params: Params,
+    sampling: Any,
+    description: str,
+    store: Any | None = None,
+) -> list[list[str]]:
+    """Raw samples for the spell-first version of every position/count row."""
+    thinking = params.eval.mode == "thinking"
+    prompts = [prompt_text(tokenizer, spell_first.question(row), thinking=thinking) for row in rows]
+    budgets = [
+        spell_first.max_new_tokens(row["task"], row["word_length"])
+        + (params.eval.thinking_budget if thinking else 0)
+        for row in rows
+    ]
+    return generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=budgets,
+        sampling=sampling,
+        batch_size=params.eval.batch_size,
+        description=f"{description}, spell-first",
+        store=store,
+    )
+
+
+def answer_with_instruments(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict],
+    params: Params,
+    sampling: Any,
+    description: str,
+    store: Any | None = None,
+    spellings: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """One model's answers under every instrument the params ask for (direct always runs).
+    `store`: this model's answer cache (letterwise.eval.answer_cache), batch by batch;
+    `spellings`: word -> (spelling question, this model's own answer), for two_turn."""
+    seconds: dict[str, float] = {}
+    started = time.monotonic()
+    answers: dict[str, Any] = {
+        "direct": generate_answers(model, tokenizer, rows, params, sampling, description, store)
+    }
+    seconds["direct"] = time.monotonic() - started
+    transfer = spell_first_rows(rows)
+    if "spell_first" in params.eval.prompting and transfer:
+        started = time.monotonic()
+        answers["spell_first"] = spell_first_answers(
+            model, tokenizer, transfer, params, sampling, description, store
+        )
+        seconds["spell_first"] = time.monotonic() - started
+    if params.eval.choice_scoring:
+        from letterwise.eval.choice import run_choice
+
+        started = time.monotonic()
+        answers["choice"] = run_choice(
+            model,
+            tokenizer,
+            rows,
+            batch_size=params.eval.batch_size,
+            thinking=params.eval.mode == "thinking",
+            seed=params.eval.seed,
+            store=store,
+        )
+        seconds["choice"] = time.monotonic() - started
+    if params.eval.cloze and transfer:
+        from letterwise.eval.cloze import run_cloze
+
+        started = time.monotonic()
+        answers["cloze"] = run_cloze(
+            model,
+            tokenizer,
+            transfer,
+            params.eval.cloze,
+            batch_size=params.eval.batch_size,
+            spellings=spellings,
+            store=store,
+            label=description,
+        )
+        seconds["cloze"] = time.monotonic() - started
+    # what each instrument cost on this machine (wall time, this model)
+    answers["seconds"] = {key: round(value, 1) for key, value in seconds.items()}
+    return answers
+
+
