@@ -29,8 +29,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from letterwise.data.dataset import example_row  # noqa: E402
-from letterwise.eval.choice import run_choice  # noqa: E402
 from letterwise.eval.answering import prompts_and_budgets  # noqa: E402
+from letterwise.eval.choice import run_choice  # noqa: E402
 from letterwise.generation import Sampling, generate  # noqa: E402
 from letterwise.io import write_json  # noqa: E402
 from letterwise.modeling import load_base_model  # noqa: E402
