@@ -528,19 +528,24 @@ def test_eval_position_end_to_end_on_qwen3_tiny(tmp_path):
         {
             "model": "qwen3-tiny",
             "train": {"backend": "transformers"},
-            # every instrument, spell-first included (the default runs it only on request)
-            "eval": {"max_questions": 2, "batch_size": 4, "prompting": ["direct", "spell_first"]},
+            # every instrument, spell-first and every cloze variant included
+            "eval": {
+                "max_questions": 2, "batch_size": 4, "prompting": ["direct", "spell_first"],
+                "cloze": ["cloze", "cloze_calibrated", "oracle", "two_turn"],
+            },  # fmt: skip
         },
     )
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.eval_position"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    # eval_spelling first: two_turn's first turn is each model's own spelling
+    for stage in ("eval_spelling", "eval_position"):
+        result = subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics" / "details" / "eval_position.json").read_text())
     assert metrics["sampling"]["decoding"] == "greedy"
     for task in ("position", "count"):
@@ -577,4 +582,27 @@ def test_eval_position_end_to_end_on_qwen3_tiny(tmp_path):
             record = row[model_name]["choice"]
             assert record["expected"] == row["expected"] and row["expected"] in record["candidates"]
     bars = json.loads((plots / "instruments.json").read_text())
-    assert len(bars) == 2 * 3 * 2  # tasks x instruments x models
+    assert len(bars) == 2 * 7 * 2  # tasks x instruments x models
+    spelled = {
+        json.loads(line)["word"]: json.loads(line)
+        for line in (tmp_path / "data/predictions/eval_spelling.jsonl").read_text().splitlines()
+    }
+    for task in ("position", "count"):
+        bits = metrics["per_question"][task]
+        assert bits["ids"] == [p["id"] for p in predictions if p["task"] == task]
+        for instrument in ("direct", "spell_first", "choice", "cloze", "cloze_calibrated",
+                           "oracle", "two_turn"):  # fmt: skip
+            section = metrics[task] if instrument == "direct" else metrics[task][instrument]
+            assert set(section["detectors"]) == {"base", "tuned"}
+            assert isinstance(section["explained_by"], list)
+            for model_name in ("base", "tuned"):
+                expected_bits = "".join(
+                    "1" if (p[model_name] if instrument == "direct"
+                            else p[model_name][instrument])["correct"] else "0"
+                    for p in predictions if p["task"] == task
+                )  # fmt: skip
+                assert bits["correct"][instrument][model_name] == expected_bits
+        for row in (p for p in predictions if p["task"] == task):
+            # the slot candidates are the answer keys; two_turn saw this model's own spelling
+            assert row["base"]["cloze"]["candidates"] == row["base"]["choice"]["candidates"]
+            assert row["word"] in spelled
