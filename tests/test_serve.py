@@ -448,11 +448,37 @@ def test_a_full_queue_answers_503_with_retry_after(server):
     assert post(server, "spelling", {"word": "ok"} | GREEDY).status == 200
 
 
-def schemathesis_run(server: ServerProcess, tmp_path: Path, *args: str):
+LONGEST = ("abcdefghijklmnopqrstuvwxyz" * 3)[:64]  # the longest word served: 64 letters
+
+
+def test_valid_boundary_requests_are_answered(server):
+    """The documented limits are inclusive: the last letter's index, a 64-letter word and a
+    batch of 32 questions each get a 200 with every question answered and scored."""
+    last = post(server, "position", {"word": "strawberry", "index": 10} | GREEDY)
+    assert last.status == 200, last.body
+    assert (last.body["results"][0]["index"], last.body["results"][0]["expected"]) == (10, "y")
+    longest = post(server, "position", {"word": LONGEST, "index": 64} | GREEDY)
+    assert longest.status == 200, longest.body
+    assert longest.body["results"][0]["expected"] == "l"  # letters 53..64 are a..l
+    spelled = post(server, "spelling", {"word": LONGEST} | GREEDY)
+    assert spelled.status == 200, spelled.body
+    assert spelled.body["results"][0]["expected"] == list(LONGEST)
+    counts = post(server, "count", {"items": [{"word": "banana", "letter": "a"}] * 32} | GREEDY)
+    assert counts.status == 200, counts.body
+    assert [r["expected"] for r in counts.body["results"]] == [3] * 32
+    lasts = post(server, "position", {"items": [{"word": "berry", "index": 5}] * 32} | GREEDY)
+    assert lasts.status == 200, lasts.body
+    assert [r["expected"] for r in lasts.body["results"]] == ["y"] * 32
+
+
+FUZZ_CHECKS = "not_a_server_error,response_schema_conformance"
+
+
+def schemathesis_run(server: ServerProcess, tmp_path: Path, *args: str, checks: str = FUZZ_CHECKS):
     """The schemathesis CLI against the server's OpenAPI: exit 0 = no check failed."""
     return subprocess.run(
         [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
-         "--checks", "not_a_server_error,response_schema_conformance",
+         "--checks", checks,
          "--max-examples", "20", "--seed", "20261123", "--workers", "1",
          "--include-path-regex", "^/v1/", "--suppress-health-check", "all",
          "--request-timeout", "300", "-H", f"Authorization: Bearer {TOKEN}",
@@ -586,8 +612,13 @@ def test_eval_baseline_is_read_from_either_metrics_layout(tmp_path):
 
 def test_schemathesis_fuzz_with_valid_bodies_finds_no_server_error(server, tmp_path):
     """Positive and negative bodies, fuzzing phase, 20 per endpoint; valid ones generate
-    (batches cut to 2 items, words to 6 letters by tests/serve_fuzz_hooks.py). ~20 s."""
-    result = schemathesis_run(server, tmp_path, "--mode", "all", "--phases", "fuzzing")
+    (batches cut to 2 items, words to 6 letters by tests/serve_fuzz_hooks.py). Every valid
+    body must be accepted (positive_data_acceptance: a 4xx for a body the schema allows fails),
+    so refusing e.g. the last letter's index is caught. ~20 s."""
+    result = schemathesis_run(
+        server, tmp_path, "--mode", "all", "--phases", "fuzzing",
+        checks=f"{FUZZ_CHECKS},positive_data_acceptance",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:]
     assert "No issues found" in result.stdout
 

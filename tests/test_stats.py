@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy.stats import binom, binomtest
 
 from letterwise.eval.stats import (
     accuracy_ci,
@@ -76,10 +77,58 @@ def test_paired_delta_on_booleans():
     assert result["ci_low"] > 0  # 9 of 10 discordant questions favour the tuned model
 
 
+# Per-question scores with many distinct values: every bootstrap or permutation draw moves the
+# CI bounds and the p-value, so an ignored seed changes them on every call, not by chance.
+SPREAD_BASE = [((i * 37) % 101) / 100 for i in range(60)]
+SPREAD_TUNED = [
+    min(1.0, max(0.0, b + ((i * 53) % 29) / 100 - 0.12)) for i, b in enumerate(SPREAD_BASE)
+]
+
+
 def test_paired_delta_is_deterministic_for_a_seed():
-    base = [i % 3 == 0 for i in range(50)]
-    tuned = [i % 2 == 0 for i in range(50)]
-    assert paired_delta(base, tuned, seed=7) == paired_delta(base, tuned, seed=7)
+    runs = [paired_delta(SPREAD_BASE, SPREAD_TUNED, seed=7) for _ in range(3)]
+    assert runs[0]["test"] == "sign_flip_permutation"
+    assert runs[0] == runs[1] == runs[2]
+    other = paired_delta(SPREAD_BASE, SPREAD_TUNED, seed=8)
+    assert (other["ci_low"], other["ci_high"]) != (runs[0]["ci_low"], runs[0]["ci_high"])
+    assert other["p_value"] != runs[0]["p_value"]
+    # the bootstrap CI of a mean (mean_ci) is seeded the same way
+    means = [mean_ci(SPREAD_BASE, seed=7) for _ in range(3)]
+    assert means[0] == means[1] == means[2]
+    assert mean_ci(SPREAD_BASE, seed=8)["ci_low"] != means[0]["ci_low"]
+
+
+def test_paired_bootstrap_keeps_each_questions_pair_together():
+    """40 questions; base right on 20, tuned right on the same 20 and 4 more. The paired
+    bootstrap resamples per-question differences (4 of +1, 36 of 0), so its mean is
+    Binomial(40, 0.1) / 40 and the percentile CI is that distribution's 2.5% and 97.5%
+    quantiles: [1/40, 8/40] = [0.025, 0.2], clear of zero. Resampling base and tuned
+    independently would ignore the pairing: the textbook interval for two independent
+    proportions (0.5 vs 0.6, n = 40 each) is 0.1 +- 0.217, which straddles zero."""
+    base = [True] * 20 + [False] * 20
+    tuned = [True] * 24 + [False] * 16
+    result = paired_delta(base, tuned, seed=0)
+    assert result["delta"] == pytest.approx(0.1)
+    assert result["ci_low"] == pytest.approx(binom.ppf(0.025, 40, 0.1) / 40)  # 0.025
+    assert result["ci_high"] == pytest.approx(binom.ppf(0.975, 40, 0.1) / 40)  # 0.2
+    assert result["ci_low"] > 0
+    half = Z95 * math.sqrt(0.5 * 0.5 / 40 + 0.6 * 0.4 / 40)
+    assert 0.1 - half < 0 < 0.1 + half  # the unpaired interval would not exclude zero
+    # McNemar sees only the 4 discordant questions, all for tuned: p = 2 * (1/2)**4
+    assert result["p_value"] == pytest.approx(binomtest(4, 4, 0.5).pvalue)
+
+
+@pytest.mark.parametrize(("base_only", "tuned_only"), [(7, 2), (2, 7), (0, 5), (12, 30), (3, 3)])
+def test_mcnemar_is_the_two_sided_binomial_test_of_the_discordant_pairs(base_only, tuned_only):
+    expected = binomtest(tuned_only, base_only + tuned_only, 0.5, alternative="two-sided").pvalue
+    assert mcnemar_exact_p(base_only, tuned_only) == pytest.approx(expected, abs=1e-12)
+    # the same through paired_delta, with concordant questions (which McNemar ignores) mixed in
+    base = [True] * base_only + [False] * tuned_only + [True] * 6 + [False] * 9
+    tuned = [False] * base_only + [True] * tuned_only + [True] * 6 + [False] * 9
+    result = paired_delta(base, tuned, seed=0)
+    assert (result["base_only"], result["tuned_only"]) == (base_only, tuned_only)
+    assert result["p_value"] == pytest.approx(expected, abs=1e-12)
+    assert result["delta"] == pytest.approx((tuned_only - base_only) / len(base))
 
 
 def test_identical_models_have_zero_delta_and_p_one():

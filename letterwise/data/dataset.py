@@ -260,10 +260,14 @@ def evaluation_rows(
 
 
 def leakage_audit(tokenizer, training_strings: set[str], splits: dict[str, list[dict]]) -> dict:
-    """Recheck the held-out properties on the rows actually written."""
+    """Recheck the held-out properties on the rows actually written, the train rows included:
+    no held-out word is a training string, and no train row is about a held-out word."""
     words = sorted({row["word"] for split in EVAL_SPLITS for row in splits[split]})
     lowered_training = {s.lower() for s in training_strings}
     leaked = [w for w in words if w.lower() in lowered_training]
+    lowered_words = {w.lower() for w in words}
+    # replay rows have no word (None); every other train row names the string it is about
+    in_train = [row for row in splits["train"] if (row.get("word") or "").lower() in lowered_words]
     multi = [w for w in words if is_multi_token_word(word_pieces(tokenizer, w))]
     overlap = set(r["word"] for r in splits["validation"]) & set(r["word"] for r in splits["test"])
     audit = {
@@ -271,6 +275,7 @@ def leakage_audit(tokenizer, training_strings: set[str], splits: dict[str, list[
         "leaked_words": len(leaked),
         "multi_token_share": len(multi) / len(words) if words else 0.0,
         "validation_test_overlap": len(overlap),
+        "train_rows_with_held_out_words": len(in_train),
         "mean_tokens_per_word": round(
             sum(len(word_pieces(tokenizer, w)) for w in words) / max(len(words), 1), 3
         ),
@@ -282,6 +287,12 @@ def leakage_audit(tokenizer, training_strings: set[str], splits: dict[str, list[
         problems.append(f"{len(words) - len(multi)} held-out words are not multi-token words")
     if overlap:
         problems.append(f"{len(overlap)} words are in both validation and test")
+    if in_train:
+        named = sorted({row["word"] for row in in_train})
+        problems.append(
+            f"{len(in_train)} train rows are about held-out words {named[:10]} "
+            f"(first row id {in_train[0]['id']}); held-out words must never be trained on"
+        )
     if problems:
         raise SystemExit("build_dataset: leakage audit failed: " + "; ".join(problems))
     return audit
