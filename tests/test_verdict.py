@@ -467,3 +467,19 @@ def test_cli_writes_the_verdict_and_exits_0(tmp_path):
     assert written["bootstrap"]["resamples"] == 300
     assert " ".join(written["sentence"].split()) in " ".join(done.stdout.split())
     assert {r["instrument"] for r in written["rows"]} == {"cloze", "direct"}
+
+
+def test_an_instrument_pools_only_the_runs_that_measured_it(tmp_path):
+    # seed 1 of every arm measured cloze and choice; seed 2 only cloze (as the seed runs do)
+    for arm, gain in (("spelling", SPELLING_GAIN), ("negative_control", NEGATIVE_GAIN),
+                      ("positive_control", POSITIVE_GAIN)):  # fmt: skip
+        write_run(tmp_path, arm, 1, {"cloze": gain, "choice": gain})
+        write_run(tmp_path, arm, 2, {"cloze": gain})
+    verdict = verdict_from_dir(tmp_path)
+    assert row(verdict, "cloze")["seeds"]["spelling"] == [1, 2]
+    assert row(verdict, "choice")["seeds"]["spelling"] == [1]
+    # by hand: the same +80 of 200 in every run that has the instrument
+    assert row(verdict, "choice")["treatment"]["delta"] == pytest.approx(0.4)
+    assert {(r["arm"], r["seed"]) for r in verdict["per_seed"] if r["instrument"] == "choice"} == {
+        ("spelling", 1), ("negative_control", 1), ("positive_control", 1)
+    }

@@ -258,14 +258,18 @@ def _instrument_key(name: str) -> tuple[int, str]:
 
 
 def load_task(runs: list[Run], task: str) -> TaskData:
-    """Validate one task across runs: the same ids in the same order, the same instruments and
-    the same strategy bits everywhere, bit strings of the right length holding only 0/1."""
+    """Validate one task across runs: the same ids in the same order and the same strategy bits
+    everywhere, bit strings of the right length holding only 0/1. Instruments may differ
+    between runs (the seed runs measure fewer); each instrument pools the runs that have it."""
     first = runs[0]
     reference = first.per_question[task]
     ids = reference.get("ids")
     if not isinstance(ids, list) or not ids:
         raise ValueError(f"{first.name}: {task} has no question ids")
-    instruments = sorted(reference.get("correct") or {}, key=_instrument_key)
+    instruments = sorted(
+        {name for run in runs for name in run.per_question[task].get("correct") or {}},
+        key=_instrument_key,
+    )
     strategy_names = sorted(reference.get("strategy_right") or {})
     data = TaskData(ids, instruments, {}, {}, {})
     for run in runs:
@@ -282,11 +286,6 @@ def load_task(runs: list[Run], task: str) -> TaskData:
                 "every run must be evaluated on the same questions in the same order"
             )
         correct = entry.get("correct") or {}
-        if sorted(correct, key=_instrument_key) != instruments:
-            raise ValueError(
-                f"{task}: instruments differ between runs {first.name} ({', '.join(instruments)})"
-                f" and {run.name} ({', '.join(sorted(correct, key=_instrument_key))})"
-            )
         strategies = entry.get("strategy_right") or {}
         if sorted(strategies) != strategy_names:
             raise ValueError(
@@ -301,7 +300,7 @@ def load_task(runs: list[Run], task: str) -> TaskData:
                     f"{task}: strategy {name} bits differ between runs {first.name} and "
                     f"{run.name}; a strategy's answers depend only on the questions"
                 )
-        for instrument in instruments:
+        for instrument in [name for name in instruments if name in correct]:
             for model, store in (("base", data.base), ("tuned", data.tuned)):
                 where = f"{run.name} {task} {instrument} {model}"
                 pair = correct[instrument]
@@ -363,10 +362,15 @@ def _row(
     *,
     seed: int,
 ) -> dict[str, Any]:
+    # the runs that measured this instrument (seed runs may measure fewer)
+    arms = {
+        arm: [s for s in seeds if (arm, s, instrument) in data.base] for arm, seeds in arms.items()
+    }
     row: dict[str, Any] = {
         "task": task,
         "instrument": instrument,
         "format_neutral": instrument in FORMAT_NEUTRAL,
+        "seeds": arms,
     }
     diffs = {arm: data.differences(arm, seeds, instrument) for arm, seeds in arms.items() if seeds}
     names = {TREATMENT: "treatment", NEGATIVE: "negative_control", POSITIVE: "positive_control"}
@@ -423,6 +427,8 @@ def _per_seed_rows(
     for arm, seeds in arms.items():
         for run_seed in seeds:
             for instrument in data.instruments:
+                if (arm, run_seed, instrument) not in data.base:
+                    continue
                 base = data.base[arm, run_seed, instrument]
                 tuned = data.tuned[arm, run_seed, instrument]
                 result = paired_delta(
