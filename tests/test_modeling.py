@@ -122,7 +122,8 @@ def test_uncached_hub_id_fails_fast_offline() -> None:
         modeling.load_base_model(preset)
     message = str(info.value)
     assert "nobody-here/no-such-model" in message
-    assert "huggingface-cli download" in message and "HF_HUB_OFFLINE" in message
+    assert "python -m letterwise.models fetch nobody-here/no-such-model" in message
+    assert "HF_HUB_OFFLINE" in message
 
 
 def test_local_directory_model(tmp_path: Path) -> None:
