@@ -101,8 +101,10 @@ def download(hub_id: str, revision: str | None = None) -> str:
 def _fetch(args: argparse.Namespace) -> int:
     hub_id = hub_id_for(args.model)
     if hub_id is None:
-        print(f"{args.model}: nothing to download (a local directory, or weights that ship in a "
-              "wheel or are generated)")
+        print(
+            f"{args.model}: nothing to download (a local directory, or weights that ship in a "
+            "wheel or are generated)"
+        )
         return 0
     revision = args.revision or pinned_revision(hub_id)
     print(f"fetching {hub_id} at {revision or 'main'} into the Hugging Face cache")
