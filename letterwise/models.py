@@ -9,8 +9,8 @@ not on disk stops them at once with the command to run. That command is this mod
 It downloads with huggingface_hub's `snapshot_download` into the Hugging Face cache (`HF_HOME`,
 default ~/.cache/huggingface), at the commit pinned in HUB_REVISIONS so every machine trains
 the same bytes, and prints where the snapshot is. A second run finds the files in the cache and
-downloads nothing. The stages then load that snapshot offline and record its commit with their
-results (letterwise.modeling.describe_base_weights: metrics/details, the model card).
+downloads nothing. The stages then load that snapshot offline, and the train stage records its
+commit beside the adapter (letterwise.modeling.describe_base_weights -> letterwise.json).
 scripts/setup_studio.sh runs `fetch qwen3-4b` on a GPU Studio.
 
 Imports nothing heavy: no torch, no transformers.
