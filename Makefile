@@ -45,10 +45,11 @@ $(STAMP): pyproject.toml constraints.txt $(STACK_CONSTRAINTS) requirements-asset
 repro: setup
 	dvc repro
 
-# `make test`: the quick default suite (docs test included), for editing.
-# `make test-ci`: what CI runs (.ci/run): the default suite plus every slow test except the
-#   15-minute clean-clone reproduction of the reference run and the tests marked racy (their
-#   outcome depends on signal timing under load).
+# `make test`: the quick suite, for editing: every test not marked slow (no docs run in a clone,
+#   no stage or pipeline runs, no server start; README gives its measured time).
+# `make test-ci`: what CI runs (.ci/run): the quick suite plus every slow test (the runnable-docs
+#   run included) except the 15-minute clean-clone reproduction of the reference run and the tests
+#   marked racy (their outcome depends on signal timing under load).
 # `make test-repro`: that reproduction alone; `make test-all`: everything.
 .PHONY: test-ci test-repro
 test: setup test-tools

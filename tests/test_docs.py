@@ -105,6 +105,7 @@ def test_some_blocks_are_runnable():
     assert {"README.md", "docs/experiment_reproduction.md"} <= docs_with_runs
 
 
+@pytest.mark.slow  # tens of minutes: a dvc repro, a LoRA retrain, sampled re-evaluations
 def test_runnable_blocks_run_in_a_fresh_clone(tmp_path):
     clone = fresh_clone(tmp_path / "clone")
     set_params(clone, TINY)
@@ -207,6 +208,7 @@ def test_qwen3_guide_counts_are_the_committed_qwen3_data():
     )
 
 
+@pytest.mark.slow
 def test_qwen3_guide_tokenizer_table_is_what_the_tokenizers_do():
     from letterwise.data.vocab import load_vocab_tokenizer, word_pieces
     from letterwise.presets import PRESETS

@@ -35,6 +35,7 @@ def _logits(model, tokenizer, text: str) -> torch.Tensor:
         return model(**batch).logits
 
 
+@pytest.mark.slow
 def test_qwen3_tiny_loads_offline_and_is_reproducible() -> None:
     preset = PRESETS["qwen3-tiny"]
     model, tokenizer = modeling.load_base_model(preset)
@@ -167,6 +168,7 @@ def test_uncached_hub_id_fails_fast_offline() -> None:
     assert "HF_HUB_OFFLINE" in message
 
 
+@pytest.mark.slow
 def test_local_directory_model(tmp_path: Path) -> None:
     """A custom model given as a local directory loads through the transformers path."""
     local = tmp_path / "my-model"
