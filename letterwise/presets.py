@@ -8,6 +8,7 @@ Hugging Face Hub id or a local directory (a "custom" model).
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,10 +60,26 @@ PRESETS: dict[str, Preset] = {
 
 
 def resolve_preset(model: str) -> Preset:
-    """Return the named preset, or a custom preset for a Hub id / local directory."""
+    """Return the named preset, or a custom preset for a Hub id / local directory.
+
+    A local directory whose config.json says `model_type: qwen3` is a Qwen3 whatever its name:
+    family qwen3 (thinking mode, the Qwen3 chat template) and, from a billion parameters up
+    (a local Qwen3-4B), the research run's setup: CUDA, Unsloth, 4-bit LoRA.
+    """
     if model in PRESETS:
         return PRESETS[model]
-    family = "qwen3" if "qwen3" in model.lower() else "generic"
+    config = _local_config(model)
+    if config.get("model_type") == "qwen3":
+        return Preset(
+            name=model,
+            tokenizer=model,
+            weights=model,
+            family="qwen3",
+            needs_cuda=_parameter_estimate(config) >= CUDA_MIN_PARAMETERS,
+            description=f"custom Qwen3 model {model!r} (local directory)",
+        )
+    # Without a local config (a Hub id), the name is all there is to go by.
+    family = "qwen3" if not config and "qwen3" in model.lower() else "generic"
     return Preset(
         name=model,
         tokenizer=model,
@@ -71,6 +88,37 @@ def resolve_preset(model: str) -> Preset:
         needs_cuda=False,
         description=f"custom model {model!r} (Hub id or local directory)",
     )
+
+
+# From here on a model is trained through Unsloth in 4 bit on CUDA, like qwen3-4b: LoRA in
+# 16/32 bit on a CPU would need >= 4 GB for the weights alone and train at a crawl. Smaller
+# local Qwen3s (a copy of qwen3-tiny, Qwen3-0.6B) stay on the transformers path, CPU included.
+CUDA_MIN_PARAMETERS = 1_000_000_000
+
+
+def _local_config(model: str) -> dict:
+    """config.json of a local model directory; {} for anything else (a Hub id, no config)."""
+    path = Path(model).expanduser() / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not readable JSON ({exc}): fix or remove it") from exc
+    return config if isinstance(config, dict) else {}
+
+
+def _parameter_estimate(config: dict) -> int:
+    """Parameters of a Qwen3-shaped decoder from its config (embeddings + attention + MLP)."""
+    hidden = int(config.get("hidden_size", 0))
+    heads = int(config.get("num_attention_heads", 1))
+    head_dim = int(config.get("head_dim") or hidden // max(heads, 1))
+    kv_heads = int(config.get("num_key_value_heads", heads))
+    attention = 2 * hidden * head_dim * (heads + kv_heads)  # q and o; k and v
+    mlp = 3 * hidden * int(config.get("intermediate_size", 0))  # gate, up, down
+    embeddings = int(config.get("vocab_size", 0)) * hidden
+    tables = 1 if config.get("tie_word_embeddings", False) else 2  # input and output embeddings
+    return tables * embeddings + int(config.get("num_hidden_layers", 0)) * (attention + mlp)
 
 
 def looks_like_model_ref(value: str) -> bool:

@@ -1,7 +1,7 @@
 """One-minute check of the CUDA path: a preset loaded through Unsloth, a few LoRA steps, a reply.
 
     python scripts/gpu_smoke.py                 # qwen3-tiny: random weights, no download
-    python scripts/gpu_smoke.py --model qwen3-4b   # the research model (downloads ~8 GB once)
+    python scripts/gpu_smoke.py --model qwen3-4b   # the research model (after models fetch)
 
 Run it after `scripts/setup_studio.sh` installs the GPU stack, and again after switching a
 Studio to another GPU. It uses the project's own loader (letterwise.modeling), so it exercises what

@@ -2,12 +2,16 @@
 # Set up a fresh Lightning AI Studio (or any CUDA Linux box) for letterwise's GPU stages:
 #   1. check the GPU and its driver, and stop with a clear message on a machine without one;
 #   2. install the project into .venv with the CUDA build of the pinned torch and Unsloth,
-#      constrained by constraints-gpu.txt so the rest of the stack stays pinned;
+#      constrained by constraints-gpu.txt so the rest of the stack stays pinned. It marks the
+#      venv as a GPU venv and installs through `make setup`, so the Makefile's stamp is written
+#      and every later `make` (make test, make repro) keeps this stack;
 #   3. check, after the install, that torch sees the GPU and that Unsloth imports;
 #   4. configure the S3 DVC remote from LETTERWISE_S3_URL / AWS_* (scripts/configure_remote.py);
-#   5. smoke-check the CUDA path with qwen3-tiny (scripts/gpu_smoke.py, about a minute).
+#   5. smoke-check the CUDA path with qwen3-tiny (scripts/gpu_smoke.py, about a minute);
+#   6. download the Qwen3-4B weights once into the Hugging Face cache at the pinned commit
+#      (python -m letterwise.models fetch qwen3-4b; ~8 GB the first time, nothing after).
 #
-# Usage: bash scripts/setup_studio.sh [--skip-install] [--skip-smoke]
+# Usage: bash scripts/setup_studio.sh [--skip-install] [--skip-smoke] [--skip-fetch]
 # Environment: PYTHON (default python3), VENV (default .venv), TORCH_INDEX_URL (an extra index
 # for another CUDA build of the same torch version, e.g. https://download.pytorch.org/whl/cu126),
 # LETTERWISE_S3_URL, LETTERWISE_S3_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID,
@@ -20,6 +24,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 skip_install=0
 skip_smoke=0
+skip_fetch=0
 
 # fail CODE LINE...: the first line prefixed, the rest indented under it, all on stderr.
 fail() {
@@ -35,6 +40,7 @@ for arg in "$@"; do
     case $arg in
         --skip-install) skip_install=1 ;;
         --skip-smoke) skip_smoke=1 ;;
+        --skip-fetch) skip_fetch=1 ;;
         -h | --help)
             # The header comment above is the help text.
             while IFS= read -r line; do
@@ -52,8 +58,9 @@ done
 # --- 1. GPU and driver, before anything is installed ------------------------------------------
 if ! command -v nvidia-smi >/dev/null 2>&1; then
     fail 3 "no NVIDIA GPU: nvidia-smi is not on PATH, so this machine has no usable CUDA GPU." \
-        "On a Lightning Studio, switch the Studio to a GPU machine (L4 or A10G for qwen3-tiny" \
-        "and smollm2-135m, L40S/A100/H100 for qwen3-4b) and run this script again." \
+        "On a Lightning Studio, switch the Studio to a GPU machine (any GPU for qwen3-tiny and" \
+        "smollm2-135m; for qwen3-4b a T4 fits but is slowest, L4 or A10G is the usual choice)" \
+        "and run this script again." \
         "On a Mac or a CPU-only box, use 'make setup' and the CPU path instead" \
         "(docs/lightning_studios.md)."
 fi
@@ -68,23 +75,21 @@ memory_mib=${gpu_info#*, }
 memory_mib=${memory_mib%% MiB*}
 if [[ $memory_mib =~ ^[0-9]+$ ]] && ((memory_mib < 15000)); then
     echo "note: ${memory_mib} MiB of GPU memory: enough for qwen3-tiny and smollm2-135m;" \
-        "qwen3-4b (4-bit LoRA) wants 16 GB or more (docs/lightning_studios.md)."
+        "qwen3-4b (4-bit LoRA) wants a 16 GB GPU (T4) or more (docs/lightning_studios.md)."
 fi
 
 # --- 2. install ---------------------------------------------------------------------------------
 if ((skip_install == 0)); then
+    command -v make >/dev/null 2>&1 ||
+        fail 4 "make is not installed; install it (sudo apt-get install -y make) and rerun"
     [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
-    pip=("$VENV/bin/python" -m pip)
-    extra_index=()
-    if [[ -n ${TORCH_INDEX_URL:-} ]]; then
-        extra_index=(--extra-index-url "$TORCH_INDEX_URL")
-    fi
-    echo "+ pip install (constraints-gpu.txt): .[train,s3,serve,dev] + unsloth"
-    "${pip[@]}" install -q --upgrade pip
-    "${pip[@]}" install -q --no-deps -r requirements-assets.txt
+    # The marker switches the Makefile to constraints-gpu.txt + Unsloth; the stale stamp goes so
+    # make installs now, even over a venv an older `make test` filled with the CPU stack.
+    touch "$VENV/.letterwise-gpu"
+    rm -f "$VENV"/.installed-*
+    echo "+ make setup (constraints-gpu.txt): .[train,s3,dev,serve] + unsloth unsloth_zoo"
     # One resolve for everything, so Unsloth's caps and our pins are honoured together.
-    "${pip[@]}" install ${extra_index[@]+"${extra_index[@]}"} -c constraints-gpu.txt \
-        -e '.[train,s3,serve,dev]' unsloth unsloth_zoo
+    make setup PYTHON="$PYTHON" VENV="$VENV" TORCH_INDEX_URL="${TORCH_INDEX_URL:-}"
 fi
 [[ -x $VENV/bin/python ]] || fail 4 "$VENV/bin/python not found: run without --skip-install"
 
@@ -125,10 +130,18 @@ if ((skip_smoke == 0)); then
     HF_HUB_OFFLINE=1 "$VENV/bin/python" scripts/gpu_smoke.py
 fi
 
+# --- 6. the Qwen3-4B weights -----------------------------------------------------------------------
+# The stages never download (they run with the Hub offline); this is the one download, into
+# ~/.cache/huggingface on the Studio drive. Rerunning finds the files there and downloads nothing.
+if ((skip_fetch == 0)); then
+    HF_HUB_OFFLINE=0 "$VENV/bin/python" -m letterwise.models fetch qwen3-4b ||
+        fail 5 "the Qwen3-4B download failed (see above); rerun to resume, or --skip-fetch"
+fi
+
 cat <<EOF
 
 Studio ready. Next, in this directory:
   source $VENV/bin/activate
-  dvc exp run --pull --allow-missing -S model=qwen3-4b   # needs Qwen/Qwen3-4B (HF cache or Hub)
+  dvc exp run --pull --allow-missing -S model=qwen3-4b   # Qwen/Qwen3-4B from the HF cache (step 6)
   dvc exp push origin <exp-name>                          # the exp's git ref + its outputs
 EOF

@@ -1,7 +1,8 @@
 """Stage `eval_position`: base vs fine-tuned on letter position and count (the transfer result).
 
 Neither task was trained; same questions for both models. Writes metrics/eval_position.json,
-data/predictions/eval_position.jsonl and dvclive/eval_position/plots/ (see stages/evaluate.py).
+data/predictions/eval_position.jsonl and dvclive/eval_position/plots/ (the work:
+letterwise/eval/runner.py).
 """
 
 from __future__ import annotations

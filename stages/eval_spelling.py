@@ -1,7 +1,8 @@
 """Stage `eval_spelling`: base vs fine-tuned on held-out spelling (the trained skill).
 
 Same questions for both models; writes metrics/eval_spelling.json,
-data/predictions/eval_spelling.jsonl and dvclive/eval_spelling/plots/ (see stages/evaluate.py).
+data/predictions/eval_spelling.jsonl and dvclive/eval_spelling/plots/ (the work:
+letterwise/eval/runner.py).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""A local stand-in for the Hugging Face Hub's HTTP API, for upload tests without a network.
+"""A local stand-in for the Hugging Face Hub's HTTP API, for upload and download tests offline.
 
 It serves the endpoints that `HfApi.create_repo`, `repo_info` and `upload_folder` call in
-huggingface_hub 2.x, answers them from what it has stored (so "is this file already there?"
-gets an honest answer), and records every request (method, path, headers, body) for the tests.
+huggingface_hub 2.x, and those `snapshot_download` reads (tree listing, file metadata and
+contents), answers them from what it has stored (so "is this file already there?" gets an
+honest answer), and records every request (method, path, headers, body) for the tests.
 
     with HubStub(token="hf_test") as hub:        # HF_ENDPOINT=hub.url in the client's env
         ...
         hub.repos[("model", "user/name")].files  # path -> bytes, as committed
         hub.fail["commit"] = (500, "the Hub is down")   # the next commits answer with an error
+        hub.add_model("org/name", {"config.json": b"{}"}, commit="ab" * 20)  # to download
 
 Endpoints (paths as huggingface_hub builds them):
 - POST /api/repos/create                                  create a repo (409 if it exists)
@@ -20,6 +22,10 @@ Endpoints (paths as huggingface_hub builds them):
 - POST /lfs-verify                                        LFS verify
 - POST /api/{type}s/{ns}/{name}/commit/{rev}              ndjson commit: header, file (base64),
                                                            lfsFile, deletedFile
+- GET  /api/{type}s/{ns}/{name}/tree/{rev}                the file list (one page, recursive)
+- HEAD, GET /[datasets/]{ns}/{name}/resolve/{rev}/{path}   file metadata (X-Repo-Commit, ETag,
+                                                           size) and contents; {rev} is the head
+                                                           commit or "main"
 
 Files are committed as LFS when their name has a binary suffix (like the Hub's default
 .gitattributes) or they are 10 MB or larger; `lfs=False` makes every file a regular one (the
@@ -55,6 +61,8 @@ LFS_MIN_SIZE = 10 * 1024 * 1024
 REPO_API = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+?)(?:/revision/([^/]+))?$")
 REPO_ACTION = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+)/(preupload|commit)/([^/]+)$")
 LFS_BATCH = re.compile(r"^/(datasets/)?([^/]+/[^/]+)\.git/info/lfs/objects/batch$")
+REPO_TREE = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)$")
+RESOLVE = re.compile(r"^/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 
 
 def git_blob_sha1(content: bytes) -> str:
@@ -130,6 +138,14 @@ class HubStub:
     def calls(self, method: str, pattern: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
 
+    def add_model(self, repo_id: str, files: dict[str, bytes], commit: str | None = None) -> Repo:
+        """A model repo holding `files` in one commit (`commit`: its id, e.g. a pinned sha)."""
+        repo = Repo("model", repo_id, private=False, files=dict(files))
+        oid = commit or self._commit_oid(repo, "add files")
+        repo.commits.append({"oid": oid, "summary": "add files", "paths": sorted(files)})
+        self.repos[("model", repo_id)] = repo
+        return repo
+
     # ---------------------------------------------------------------- request handling
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -160,16 +176,19 @@ class HubStub:
                 with hub._lock:
                     hub.requests.append(record)
                     status, payload, headers = hub._route(record)
-                data = json.dumps(payload).encode()
+                raw = isinstance(payload, bytes)  # a file's contents, not a JSON answer
+                data = payload if raw else json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                content_type = "application/octet-stream" if raw else "application/json"
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
         return Handler
 
@@ -206,6 +225,11 @@ class HubStub:
             )
         if record.method == "GET" and (match := REPO_API.match(path)):
             return self._repo_info(match.group(1), match.group(2))
+        if record.method == "GET" and (match := REPO_TREE.match(path)):
+            return self._tree(*match.groups())
+        if record.method in ("GET", "HEAD") and (match := RESOLVE.match(path)):
+            kind = "datasets" if match.group(1) else "models"
+            return self._resolve(kind, *match.groups()[1:])
         if record.method == "POST" and (match := REPO_ACTION.match(path)):
             kind, repo_id, action, _revision = match.groups()
             repo = self._repo(kind, repo_id)
@@ -253,6 +277,35 @@ class HubStub:
             {"id": repo_id, "sha": repo.head, "private": repo.private, "siblings": siblings},
             {},
         )
+
+    def _at_revision(self, kind: str, repo_id: str, revision: str) -> Repo | tuple:
+        repo = self._repo(kind, repo_id)
+        if repo is None:
+            return self._error(404, f"Repository {repo_id} not found", "RepoNotFound")
+        if revision not in ("main", repo.head):  # the stand-in keeps only the head commit
+            return self._error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        return repo
+
+    def _tree(self, kind: str, repo_id: str, revision: str) -> tuple[int, Any, dict]:
+        repo = self._at_revision(kind, repo_id, revision)
+        if isinstance(repo, tuple):
+            return repo
+        entries = [
+            {"type": "file", "path": name, "size": len(content), "oid": git_blob_sha1(content)}
+            for name, content in sorted(repo.files.items())
+        ]
+        return 200, entries, {}
+
+    def _resolve(self, kind: str, repo_id: str, revision: str, name: str) -> tuple[int, Any, dict]:
+        repo = self._at_revision(kind, repo_id, revision)
+        if isinstance(repo, tuple):
+            return repo
+        if name not in repo.files:
+            status, body, headers = self._error(404, f"{name} not found", "EntryNotFound")
+            return status, body, {**headers, "X-Repo-Commit": repo.head}
+        content = repo.files[name]
+        headers = {"X-Repo-Commit": repo.head, "ETag": f'"{git_blob_sha1(content)}"'}
+        return 200, content, headers
 
     def _validate_yaml(self, payload: dict) -> tuple[int, dict, dict]:
         content = payload.get("content", "")

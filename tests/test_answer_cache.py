@@ -65,6 +65,7 @@ def test_the_base_identity_names_the_weights_and_how_they_load():
 # ---------------------------------------------------------------- generation and choice
 
 
+@pytest.mark.slow
 def test_generation_and_choice_batches_are_read_back_instead_of_recomputed(tmp_path):
     from letterwise.eval.choice import run_choice
     from letterwise.generation import Sampling, generate

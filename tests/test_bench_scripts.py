@@ -40,6 +40,7 @@ def numbers_in(tree) -> list[float]:
     return [tree] if isinstance(tree, (int, float)) and not isinstance(tree, bool) else []
 
 
+@pytest.mark.slow
 def test_bench_generation_tiny(tmp_path):
     result = run_script(
         "bench_generation.py", "--preset", "qwen3-tiny", "--questions", "6", "--batch-size", "3",
@@ -50,6 +51,7 @@ def test_bench_generation_tiny(tmp_path):
     assert numbers_in(result) and all(n >= 0 for n in numbers_in(result))
 
 
+@pytest.mark.slow
 def test_bench_choice_tiny(tmp_path):
     result = run_script(
         "bench_choice.py", "--preset", "qwen3-tiny", "--questions", "4", "--batch-size", "2",
@@ -59,6 +61,7 @@ def test_bench_choice_tiny(tmp_path):
     assert numbers_in(result) and all(n >= 0 for n in numbers_in(result))
 
 
+@pytest.mark.slow
 def test_bench_data_stages_tiny(tmp_path):
     result = run_script(
         "bench_data_stages.py", "--model", "qwen3-tiny", "--repeats", "1",

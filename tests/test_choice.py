@@ -313,12 +313,14 @@ def test_batched_scores_equal_naive_ones_on_smollm2(smollm2):
     assert len({s.n_tokens for s in scores[2]}) == 3  # "e e", "e", "e e e" (+ end of turn)
 
 
+@pytest.mark.slow
 def test_batched_scores_equal_naive_ones_on_qwen3_tiny(qwen3_tiny):
     model, tokenizer = qwen3_tiny
     prompts, candidates = reference_questions(tokenizer, mixed_rows(), letters=8)
     assert_matches_naive(model, tokenizer, prompts, candidates, batch_sizes=[1, 4, 64])
 
 
+@pytest.mark.slow
 def test_scores_through_a_lora_adapter_equal_naive_ones(qwen3_tiny):
     # the tuned model in eval is a PeftModel: cache, positions and masks must pass through it
     from peft import LoraConfig, get_peft_model
@@ -334,6 +336,7 @@ def test_scores_through_a_lora_adapter_equal_naive_ones(qwen3_tiny):
     assert tuned_scores[0][0].logprob != pytest.approx(base_scores[0][0].logprob, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_run_choice_records_follow_the_rows(qwen3_tiny):
     model, tokenizer = qwen3_tiny
     rows = mixed_rows()

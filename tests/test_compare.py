@@ -87,6 +87,7 @@ def clone(tmp_path_factory) -> Path:
     return clone
 
 
+@pytest.mark.slow
 def test_dvc_exp_show_lists_headline_metrics_only(clone):
     shown = json.loads(run(clone, "dvc", "exp", "show", "--json"))
 
@@ -110,6 +111,7 @@ def test_dvc_exp_show_lists_headline_metrics_only(clone):
     print(f"dvc exp show --csv: {len(header)} columns")
 
 
+@pytest.mark.slow
 def test_the_readme_compare_command_fits_200_columns(clone):
     readme = (REPO_ROOT / "README.md").read_text()
     command = re.search(r"^(python -m letterwise\.report --compare)\b", readme, re.M)

@@ -15,6 +15,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline import fresh_clone, set_params
 
@@ -43,6 +45,7 @@ def run(clone: Path, *command: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow  # builds a venv and installs the data stack into it
 def test_readme_mac_data_prep_in_a_fresh_torch_free_venv(tmp_path):
     # The commands below are the README's, not paraphrases of them.
     assert SETUP_COMMAND in README and QWEN_COMMAND in README

@@ -176,6 +176,7 @@ def run_data_stages(workdir: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_data_stages_do_not_import_torch_and_are_deterministic(qwen3_data, tmp_path):
     write_params(tmp_path, {"model": "qwen3-tiny", **SMALL_DATA})
     result = run_data_stages(tmp_path)
@@ -187,6 +188,7 @@ def test_data_stages_do_not_import_torch_and_are_deterministic(qwen3_data, tmp_p
     ).read_bytes()
 
 
+@pytest.mark.slow
 def test_another_seed_changes_sampling_but_keeps_the_properties(qwen3_data, tmp_path):
     write_params(tmp_path, {"model": "qwen3-tiny", "seed": 7, **SMALL_DATA})
     (tmp_path / "data").mkdir()
@@ -232,6 +234,7 @@ def test_missing_tokens_names_the_stage_to_run(tmp_path, monkeypatch):
         build_dataset.main([])
 
 
+@pytest.mark.slow
 def test_gguf_tokenizer_matches_transformers_conversion():
     """The stages rebuild SmolLM2's tokenizer from GGUF metadata without transformers; it must
     split words exactly as transformers' own GGUF conversion (used by the model stages) does."""

@@ -51,6 +51,7 @@ CONTRACT_ENV = {
     "LETTERWISE_MAX_QUEUE",
     "LETTERWISE_REQUEST_TIMEOUT_S",
     "LETTERWISE_MODE",
+    "LETTERWISE_CPU_THREADS",
     "HF_HUB_OFFLINE",
 }
 # Set by the images and manifests for the libraries underneath, not read by the server itself.

@@ -7,6 +7,7 @@ params.yaml differs), after one `dvc repro` standing in for `make repro`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -104,6 +105,7 @@ def test_some_blocks_are_runnable():
     assert {"README.md", "docs/experiment_reproduction.md"} <= docs_with_runs
 
 
+@pytest.mark.slow  # tens of minutes: a dvc repro, a LoRA retrain, sampled re-evaluations
 def test_runnable_blocks_run_in_a_fresh_clone(tmp_path):
     clone = fresh_clone(tmp_path / "clone")
     set_params(clone, TINY)
@@ -146,3 +148,82 @@ def test_runnable_blocks_run_in_a_fresh_clone(tmp_path):
             )
             checked += bool(must or must_not)
     assert checked >= 4, f"only {checked} stage claims checked"
+
+
+# --------------------------------------------------------------------------- Qwen3 guide numbers
+
+GUIDE = REPO_ROOT / "docs" / "qwen3_4b_guide.md"
+QWEN3_DATA = REPO_ROOT / "docs" / "results" / "qwen3-data"
+# Each row label of the guide's token-subset table -> where filter_tokens' details hold it.
+SUBSET_ROWS = {
+    "vocabulary entries": ("vocab_size",),
+    "kept token ids": ("kept_tokens",),
+    "kept distinct strings": ("kept_strings",),
+    "only as a bare token": ("by_rule", "bare"),
+    "only after stripping the leading space": ("by_rule", "leading_space"),
+    "both": ("by_rule", "bare+leading_space"),
+    "non-ASCII letters": ("dropped", "non_ascii"),
+    "punctuation, symbols": ("dropped", "punctuation"),
+    "partial UTF-8": ("dropped", "partial_utf8"),
+    "whitespace only": ("dropped", "whitespace"),
+    "single letters": ("dropped", "too_short"),
+    "special and added tokens": ("dropped", "special"),
+    "containing digits": ("dropped", "digits"),
+    "longer than": ("dropped", "too_long"),
+}
+
+
+def _number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_qwen3_guide_counts_are_the_committed_qwen3_data():
+    details = json.loads((QWEN3_DATA / "filter_tokens.json").read_text())
+    assert details["model"] == "qwen3-4b"
+    section = GUIDE.read_text().split("## The English-only token subset")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| (.+?) \| ([\d,]+) \|$", section, re.M)
+    assert len(rows) == len(SUBSET_ROWS), rows
+    for label, count in rows:
+        (keys,) = [keys for phrase, keys in SUBSET_ROWS.items() if phrase in label]
+        value = details
+        for key in keys:
+            value = value[key]
+        assert _number(count) == value, f"guide row {label!r}: {count} vs {keys} = {value}"
+    assert f"{details['vocab_size']:,} entries" in section
+    assert f"{details['mean_length']:.1f} letters long" in section
+    four_to_seven = sum(details["by_length"][str(n)] for n in range(4, 8))
+    assert f"most ({round(100 * four_to_seven / details['kept_strings'])}%)" in section
+    smollm2 = json.loads((REPO_ROOT / "metrics/details/filter_tokens.json").read_text())
+    assert smollm2["model"] == "smollm2-135m"
+    assert (
+        f"{smollm2['vocab_size']:,}-entry vocabulary yields {smollm2['kept_strings']:,} strings"
+        in section
+    )
+    dataset = json.loads((QWEN3_DATA / "build_dataset.json").read_text())
+    leakage = dataset["leakage"]
+    assert leakage["leaked_words"] == 0
+    assert (
+        f"holds\nout {leakage['held_out_words']} words that split into "
+        f"{leakage['mean_tokens_per_word']} tokens" in section
+    )
+
+
+@pytest.mark.slow
+def test_qwen3_guide_tokenizer_table_is_what_the_tokenizers_do():
+    from letterwise.data.vocab import load_vocab_tokenizer, word_pieces
+    from letterwise.presets import PRESETS
+
+    tokenizers = {
+        name: load_vocab_tokenizer(PRESETS[name]) for name in ("qwen3-4b", "smollm2-135m")
+    }
+    section = GUIDE.read_text().split("## Tokenizer patterns")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| (\w+) \| (.+?) \| (.+?) \|$", section, re.M)
+    rows = [row for row in rows if row[0] != "word"]
+    assert len(rows) >= 6
+    for word, qwen3, smollm2 in rows:
+        for name, cell in (("qwen3-4b", qwen3), ("smollm2-135m", smollm2)):
+            assert re.findall(r"`([^`]+)`", cell) == word_pieces(tokenizers[name], word), (
+                f"{name} splits {word!r} otherwise than the guide says"
+            )
+    for name, tokenizer in tokenizers.items():  # "` strawberry` is a single token in both"
+        assert len(word_pieces(tokenizer, " strawberry")) == 1, name

@@ -388,6 +388,7 @@ def save_small_dataset(directory: Path, words: list[str]) -> None:
     dataset.save_to_disk(str(directory / "data" / "dataset" / "hf"))
 
 
+@pytest.mark.slow
 def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     """The whole stage with a stub model that echoes the expected answer for half the words."""
     monkeypatch.chdir(tmp_path)

@@ -234,6 +234,7 @@ def mixed_prompts(tokenizer) -> list[str]:
     return [prompt_text(tokenizer, q, thinking=False) for q in questions]
 
 
+@pytest.mark.slow
 def test_batched_greedy_equals_one_at_a_time_in_input_order(tokenizer, random_model):
     prompts = mixed_prompts(tokenizer)
     lengths = [len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
@@ -253,6 +254,7 @@ def test_batched_greedy_equals_one_at_a_time_in_input_order(tokenizer, random_mo
     assert len({samples[0] for samples in batched}) == len(prompts)
 
 
+@pytest.mark.slow
 def test_a_lora_wrapped_model_batches_like_one_at_a_time(tokenizer):
     # The eval stages generate through a peft model (base + adapter).
     from peft import LoraConfig, get_peft_model
@@ -300,6 +302,7 @@ def test_shared_prefix_length():
 
 
 @pytest.mark.parametrize("case", ["chat prompts", "long common prefix"])
+@pytest.mark.slow
 def test_sharing_the_prompt_prefix_does_not_change_greedy_outputs(tokenizer, random_model, case):
     if case == "chat prompts":  # they share only the template's opening
         prompts = mixed_prompts(tokenizer) + ["<|im_start|>user\nhi", "<|im_start|>user\nSpell"]
@@ -351,6 +354,7 @@ CYCLE = " six seven eight nine ten five"
 
 
 @pytest.mark.parametrize("reuse_cache", [True, False])
+@pytest.mark.slow
 def test_long_and_short_rows_in_one_batch(tokenizer, scripted_model, reuse_cache):
     # Budgets past several rounds of ROUND_TOKENS; the short rows leave the batch early.
     prompts = ["count: five", "count: one", "count: nine"]
@@ -360,6 +364,7 @@ def test_long_and_short_rows_in_one_batch(tokenizer, scripted_model, reuse_cache
     assert outputs == [[cycle_of_20], [" two three four"], [" ten five six"]]
 
 
+@pytest.mark.slow
 def test_every_sample_continues_its_own_row(tokenizer, scripted_model):
     # The scripted model's successor logit dwarfs the rest, so even sampling is deterministic:
     # each of the n samples must continue its own prompt across rounds.
@@ -390,6 +395,7 @@ def sampled(seed: int, n: int = 1) -> Sampling:
     return Sampling("sampled", **values, n_samples=n, seed=seed)
 
 
+@pytest.mark.slow
 def test_sampled_generation_is_reproducible_for_a_seed(tokenizer, random_model):
     prompts = mixed_prompts(tokenizer)
     torch.manual_seed(123)  # the caller's random state must not matter...
@@ -403,6 +409,7 @@ def test_sampled_generation_is_reproducible_for_a_seed(tokenizer, random_model):
     assert torch.equal(torch.get_rng_state(), state)  # ...and is left as it was
 
 
+@pytest.mark.slow
 def test_a_different_seed_gives_different_samples(tokenizer, random_model):
     prompts = mixed_prompts(tokenizer)
     first = generate(random_model, tokenizer, prompts, max_new_tokens=10, sampling=sampled(5),
@@ -412,6 +419,7 @@ def test_a_different_seed_gives_different_samples(tokenizer, random_model):
     assert first != other
 
 
+@pytest.mark.slow
 def test_n_samples_per_prompt(tokenizer, random_model):
     prompts = mixed_prompts(tokenizer)[:3]
     outputs = generate(random_model, tokenizer, prompts, max_new_tokens=8, sampling=sampled(1, n=4),

@@ -164,6 +164,7 @@ def stub_outputs(project: Path) -> None:
     (project / "data/dataset/hf/train/placeholder.txt").write_text("placeholder\n")
 
 
+@pytest.mark.slow
 def test_touching_one_core_module_reruns_exactly_the_stages_that_use_it(tmp_path):
     project = tmp_path / "project"
     project.mkdir()

@@ -35,6 +35,7 @@ def _logits(model, tokenizer, text: str) -> torch.Tensor:
         return model(**batch).logits
 
 
+@pytest.mark.slow
 def test_qwen3_tiny_loads_offline_and_is_reproducible() -> None:
     preset = PRESETS["qwen3-tiny"]
     model, tokenizer = modeling.load_base_model(preset)
@@ -116,22 +117,66 @@ def test_backend_auto_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
         modeling.resolve_backend(PRESETS["qwen3-4b"], "unsloth")
 
 
+# Published configs (their config.json on the Hub), written out by hand.
+QWEN3_4B_CONFIG = dict(
+    model_type="qwen3", hidden_size=2560, num_hidden_layers=36, intermediate_size=9728,
+    num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936,
+    tie_word_embeddings=True,
+)
+QWEN3_0_6B_CONFIG = dict(
+    QWEN3_4B_CONFIG, hidden_size=1024, num_hidden_layers=28, intermediate_size=3072,
+    num_attention_heads=16,
+)
+
+
+def test_a_local_qwen3_4b_gets_the_research_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder named anything, holding Qwen3-4B: Qwen3 family, and Unsloth 4-bit on CUDA."""
+    local = tmp_path / "weights"
+    local.mkdir()
+    (local / "config.json").write_text(json.dumps(QWEN3_4B_CONFIG))
+    preset = resolve_preset(str(local))
+    assert preset.family == "qwen3" and preset.has_thinking_mode and preset.needs_cuda
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):  # this machine has none
+        modeling.resolve_backend(preset, "auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(modeling, "unsloth_installed", lambda: True)
+    assert modeling.resolve_backend(preset, "auto") == "unsloth"  # load_in_4bit: train param
+
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "config.json").write_text(json.dumps(QWEN3_0_6B_CONFIG))
+    preset = resolve_preset(str(small))
+    assert preset.family == "qwen3" and not preset.needs_cuda  # ~0.6 B parameters: CPU is fine
+    other = tmp_path / "llama"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({**QWEN3_4B_CONFIG, "model_type": "llama"}))
+    assert resolve_preset(str(other)).family == "generic"
+    (other / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json is not readable JSON"):
+        resolve_preset(str(other))
+
+
 def test_uncached_hub_id_fails_fast_offline() -> None:
     preset = resolve_preset("nobody-here/no-such-model")
     with pytest.raises(RuntimeError) as info:
         modeling.load_base_model(preset)
     message = str(info.value)
     assert "nobody-here/no-such-model" in message
-    assert "huggingface-cli download" in message and "HF_HUB_OFFLINE" in message
+    assert "python -m letterwise.models fetch nobody-here/no-such-model" in message
+    assert "HF_HUB_OFFLINE" in message
 
 
+@pytest.mark.slow
 def test_local_directory_model(tmp_path: Path) -> None:
     """A custom model given as a local directory loads through the transformers path."""
     local = tmp_path / "my-model"
     shutil.copytree(modeling.qwen3_tiny_cache_dir(), local)
     modeling.load_tokenizer(PRESETS["qwen3-tiny"]).save_pretrained(local)
     preset = resolve_preset(str(local))
-    assert preset.family == "generic" and not preset.needs_cuda
+    # its config.json says qwen3: the Qwen3 family, and small enough for the CPU path
+    assert preset.family == "qwen3" and preset.has_thinking_mode and not preset.needs_cuda
     model, tokenizer = modeling.load_base_model(preset)
     reference, _ = modeling.load_base_model(PRESETS["qwen3-tiny"])
     text = prompt_text(tokenizer, "Spell 'dog'.")

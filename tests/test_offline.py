@@ -61,6 +61,7 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFL
 @pytest.mark.parametrize(
     "stage", ["filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position"]
 )
+@pytest.mark.slow
 def test_every_stage_runs_with_the_hub_offline(stage, tmp_path):
     # an environment with no offline setting at all: the stage must set it itself
     report = probe_stage(tmp_path, stage, "--params", "missing.yaml")

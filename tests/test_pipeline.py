@@ -72,6 +72,7 @@ def set_params(clone: Path, overrides: dict) -> None:
 
 
 @pytest.mark.parametrize("model", ["smollm2-135m", "qwen3-4b"])
+@pytest.mark.slow
 def test_data_stages_repro_offline_then_noop(model, tmp_path):
     clone = fresh_clone(tmp_path)
     set_params(clone, {"model": model, "build_dataset": {"max_train_tokens": 300}})
@@ -153,6 +154,7 @@ SMOLLM2_SMOKE = {
 }
 
 
+@pytest.mark.slow
 def test_default_preset_smoke_run_on_the_real_smollm2_weights(tmp_path):
     """The default preset end to end on its real (bundled) weights: train, eval, publish.
     The qwen3-tiny runs cover the Qwen3 code paths; this one covers the preset users start on."""

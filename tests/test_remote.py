@@ -206,6 +206,7 @@ def test_every_flag_has_help():
         assert action.help, f"{action.option_strings} has no help"
 
 
+@pytest.mark.slow
 def test_configure_writes_location_to_config_and_secrets_only_to_config_local(
     tmp_path, home, s3, toy_templates
 ):
@@ -296,6 +297,7 @@ def test_configure_rejects_bad_input_naming_the_problem(
 # --------------------------------------------------------------------------- faults
 
 
+@pytest.mark.slow
 def test_wrong_credentials_fail_clearly_and_lose_nothing(tmp_path, home, s3, toy_templates):
     bucket = s3.create_bucket("wrong-credentials")
     env = s3_env(home, s3, bucket, "store")
@@ -371,6 +373,7 @@ def test_missing_bucket_fails_clearly_and_is_not_created(tmp_path, home, s3, toy
     [signal.SIGKILL, pytest.param(signal.SIGINT, marks=[pytest.mark.slow, pytest.mark.racy])],
     ids=["killed", "ctrl-c"],
 )
+@pytest.mark.slow
 def test_interrupted_push_then_repeated_completes(tmp_path, home, s3, toy_templates, sig):
     bucket = s3.create_bucket(f"interrupted-{sig.name.lower()}")
     env = s3_env(home, s3, bucket, "store")

@@ -320,6 +320,7 @@ def patch_base_model(monkeypatch, answer: str) -> None:
     monkeypatch.setattr(trainer, "load_base_model", lambda preset, **_: scripted_base(answer))
 
 
+@pytest.mark.slow
 def test_train_stage_trains_on_the_base_models_own_answers_and_reuses_them(
     tmp_path, monkeypatch, letterwise_cache_env, capsys
 ):
@@ -354,6 +355,7 @@ def test_train_stage_trains_on_the_base_models_own_answers_and_reuses_them(
     assert again["dataset"]["fingerprint"] == provenance["dataset"]["fingerprint"]
 
 
+@pytest.mark.slow
 def test_train_stage_drops_spelled_answers_and_counts_them(
     tmp_path, monkeypatch, letterwise_cache_env
 ):

@@ -105,6 +105,7 @@ GREEDY = {"decoding": "greedy"}
 # ---------------------------------------------------------------- start-up, probes, docs
 
 
+@pytest.mark.slow
 def test_probes_while_loading_then_ready(server):
     """/healthz answered while the model loaded, /readyz and /v1/* said 503 until it was ready."""
     seen = server.seen_while_loading
@@ -119,6 +120,7 @@ def test_probes_while_loading_then_ready(server):
     assert call(server.url, "GET", "/healthz").body == {"status": "ok"}
 
 
+@pytest.mark.slow
 def test_openapi_and_docs_describe_the_three_endpoints(server):
     spec = call(server.url, "GET", "/openapi.json").body
     for task in ("spelling", "position", "count"):
@@ -141,6 +143,7 @@ def adapter_revision(model_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+@pytest.mark.slow
 def test_each_endpoint_answers_and_scores_itself(server, model_dir):
     from letterwise.tasks import count, position, spelling
 
@@ -186,6 +189,7 @@ def test_each_endpoint_answers_and_scores_itself(server, model_dir):
     assert sampled.body["results"][0]["expected"] == 0
 
 
+@pytest.mark.slow
 def test_answers_equal_the_eval_engine_on_the_same_questions(server, model_dir):
     """Greedy: the server's raw text is letterwise.generation.generate's on the same prompts,
     with the model loaded the way the publish stage's load-back loads it."""
@@ -253,6 +257,7 @@ def test_answers_equal_the_eval_engine_on_the_same_questions(server, model_dir):
     )
 
 
+@pytest.mark.slow
 def test_live_accuracy_counters_follow_the_answers(server):
     before = scrape(server.url)
     items = [{"word": w, "letter": c} for w, c in (("banana", "a"), ("kiwi", "q"), ("apple", "p"))]
@@ -292,6 +297,7 @@ def test_live_accuracy_counters_follow_the_answers(server):
     assert metric(after, "letterwise_queue_depth") == 0
 
 
+@pytest.mark.slow
 def test_eval_accuracy_and_model_info_gauges(server, model_dir):
     samples = scrape(server.url)
     metrics = json.loads((model_dir / "metrics" / "eval_position.json").read_text())
@@ -355,6 +361,7 @@ MALFORMED = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_malformed_requests_get_a_4xx_naming_the_problem(server):
     assert len(MALFORMED) >= 30
     before = scrape(server.url)
@@ -404,6 +411,7 @@ THINKING_ASKS = [
 ]
 
 
+@pytest.mark.slow
 def test_thinking_is_refused_per_request(server):
     before = metric(scrape(server.url), "letterwise_thinking_refusals_total")
     for task, body, named in THINKING_ASKS:
@@ -418,6 +426,7 @@ def test_thinking_is_refused_per_request(server):
                 ).status == 200  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bearer_token_guards_the_api_only(server):
     body = {"word": "berry"} | GREEDY
     missing = post(server, "spelling", body, token=None)
@@ -434,6 +443,7 @@ def test_bearer_token_guards_the_api_only(server):
         assert call(server.url, "GET", path).status == 200, path
 
 
+@pytest.mark.slow
 def test_a_full_queue_answers_503_with_retry_after(server):
     items = [{"word": w} for w in ("letters", "spelling")]
     replies = fire(3 * MAX_QUEUE, lambda i: post(server, "spelling", {"items": items} | GREEDY))
@@ -493,6 +503,7 @@ def schemathesis_run(server: ServerProcess, tmp_path: Path, *args: str, checks: 
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_schemathesis_negative_fuzz_finds_no_server_error(server, tmp_path):
     """Schema-violating bodies (coverage + fuzzing phases, 20 per endpoint): never a 5xx, and
     every response matches the documented schema. ~10 s."""
@@ -503,6 +514,7 @@ def test_schemathesis_negative_fuzz_finds_no_server_error(server, tmp_path):
     assert "No issues found" in result.stdout
 
 
+@pytest.mark.slow
 def test_prometheus_scrapes_every_metric_the_dashboard_and_alerts_use(server, tmp_path):
     for task, body in (("spelling", {"word": "cat"}), ("position", {"word": "cat", "index": 2}),
                        ("count", {"word": "cat", "letter": "t"})):  # fmt: skip
@@ -534,6 +546,7 @@ def test_prometheus_scrapes_every_metric_the_dashboard_and_alerts_use(server, tm
 # ---------------------------------------------------------------- refused at start-up
 
 
+@pytest.mark.slow
 def test_thinking_mode_is_refused_at_start_up(model_dir):
     for args, env in (([], {"mode": "thinking"}), (["--mode", "thinking"], {}),
                       ([], {"mode": "enable_thinking"})):  # fmt: skip
@@ -543,6 +556,7 @@ def test_thinking_mode_is_refused_at_start_up(model_dir):
         assert "--mode / LETTERWISE_MODE" in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_settings_and_a_missing_model_stop_the_start(tmp_path, model_dir):
     bad = {"max_batch_size": "eight"}
     result = run_server_command([], server_env(**bad))
@@ -610,6 +624,7 @@ def test_eval_baseline_is_read_from_either_metrics_layout(tmp_path):
 # ---------------------------------------------------------------- fuzz with valid bodies; slow
 
 
+@pytest.mark.slow
 def test_schemathesis_fuzz_with_valid_bodies_finds_no_server_error(server, tmp_path):
     """Positive and negative bodies, fuzzing phase, 20 per endpoint; valid ones generate
     (batches cut to 2 items, words to 6 letters by tests/serve_fuzz_hooks.py). Every valid

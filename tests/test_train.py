@@ -80,6 +80,7 @@ def loss_steps(live_dir: Path = Path("dvclive/train")) -> list[int]:
     return [int(line.split("\t")[header.index("step")]) for line in lines[1:]]
 
 
+@pytest.mark.slow
 def test_train_stage_writes_adapter_curves_and_metrics(workdir: Path, capsys) -> None:
     assert train.main([]) == 0
     adapter = Path("models/adapter")
@@ -269,6 +270,7 @@ def loss_curve(live_dir: Path = Path("dvclive/train")) -> list[float]:
     return [float(line.split("\t")[header.index("loss")]) for line in lines[1:]]
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_on_a_set_it_can_overfit(workdir: Path) -> None:
     """Two spellings seen again and again: a trainer that learns anything drives their loss
     down. A broken loss mask, a frozen adapter or a zero learning rate would not."""

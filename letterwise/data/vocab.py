@@ -46,8 +46,8 @@ def _custom_tokenizer(source: str) -> Tokenizer:
     except LocalEntryNotFoundError:
         raise FileNotFoundError(
             f"the tokenizer of {source!r} is not in the local Hugging Face cache and this "
-            "pipeline never downloads at run time; run `huggingface-cli download "
-            f"{source}` on a machine with internet, or set model to a local directory"
+            f"pipeline never downloads at run time; run `python -m letterwise.models fetch "
+            f"{source}` once, or set model to a local directory"
         ) from None
     return Tokenizer.from_file(path)
 

@@ -62,8 +62,8 @@ OPTIONS: dict[str, tuple[str, Any, Callable[[str], Any], str]] = {
                             "a request still waiting for the model after this long gets 504"),
     "--mode": ("LETTERWISE_MODE", MODE, str, "non-thinking: the only mode served"),
     "--cpu-threads": ("LETTERWISE_CPU_THREADS", 0, int,
-                      "torch threads per model worker on CPU; 0 = the usable cores divided "
-                      "among the three workers"),
+                      "torch threads per model worker on CPU; 0 = the usable cores (CPU "
+                      "affinity capped by the cgroup CPU quota) divided among the three workers"),
     "--log-level": ("LETTERWISE_LOG_LEVEL", "info", str,
                     "critical, error, warning, info or debug"),
 }  # fmt: skip

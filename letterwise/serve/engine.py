@@ -6,14 +6,16 @@ questions in as few letterwise.generation.generate calls as possible (one per di
 setting), scores every answer against the ground truth and records the metrics.
 
 Each LitAPI loads its own copy of the model in `setup` (LitServe runs one worker per API):
-three copies in all. That is ~1.5 GB for SmolLM2-135M on CPU; for Qwen3-4B in 4 bit it is
-~3 x 3 GB of GPU memory (see docs/api.md).
+three copies in all. That is about 1 GB resident per worker for SmolLM2-135M on CPU (torch
+plus the float32 model); for Qwen3-4B in 4 bit it is ~3 x 3 GB of GPU memory (see docs/api.md).
 """
 
 # No `from __future__ import annotations` here: LitServe reads the decode_request/encode_response
 # annotations to build the routes, and FastAPI needs the real classes, not strings.
+import math
 import os
 import time
+from pathlib import Path
 from queue import Empty
 from typing import Any
 
@@ -64,16 +66,59 @@ class WaitingBatchedLoop(BatchedLoop):
         return collate_requests(self, lit_api, _FirstThenQueue(request_queue, first), transport)
 
 
-def worker_threads(workers: int) -> int:
-    """Torch threads per worker when `workers` model workers share this machine's usable cores.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU limit of this process's cgroup in CPUs (docker --cpus, a Kubernetes CPU limit).
+
+    cgroup v2: `cpu.max` holds "QUOTA PERIOD" ("max PERIOD": no limit); cgroup v1:
+    `cpu.cfs_quota_us` (-1: no limit) over `cpu.cfs_period_us`. None when there is no limit or
+    no cgroup file to read (macOS, an unlimited container).
+    """
+    v2 = root / "cpu.max"
+    try:
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        for v1 in (root / "cpu", root / "cpu,cpuacct"):
+            if (v1 / "cpu.cfs_quota_us").is_file():
+                quota = int((v1 / "cpu.cfs_quota_us").read_text())
+                period = int((v1 / "cpu.cfs_period_us").read_text())
+                return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None  # unreadable or malformed: fall back to the affinity count
+    return None
+
+
+def usable_cores(root: Path = CGROUP_ROOT) -> int:
+    """Cores this process may use: its CPU affinity, capped by its cgroup's CPU quota.
+
+    Inside a CPU-limited container the affinity still lists every core of the node (say 64),
+    while the quota says 4: threads sized from the affinity would oversubscribe the quota.
+    """
+    if hasattr(os, "process_cpu_count"):  # Python 3.13+: the affinity-aware count
+        cores = os.process_cpu_count() or 1
+    elif hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(root)
+    if quota is not None:
+        cores = min(cores, max(1, math.floor(quota)))  # 1.5 CPUs: 1 thread, not 2 that queue
+    return cores
+
+
+def worker_threads(workers: int, cores: int | None = None) -> int:
+    """Torch threads per worker when `workers` model workers share `cores` (default: this
+    process's usable cores, cgroup quota included).
 
     Each worker's torch would otherwise use every core: on a 2-core CPU shared with other work,
     three workers x 2 threads made generation 10-30x slower than 1 thread each (measured with
     SmolLM2-135M: 0.8-1 s vs 5-37 s for one 26-token answer), as the threads of one matrix
     product wait for each other. (Ignored on CUDA, where the GPU does the work.)
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // workers)
+    return max(1, (usable_cores() if cores is None else cores) // workers)
 
 
 class TaskAPI(ls.LitAPI):
