@@ -103,6 +103,9 @@ class TrainParams(Section):
     save_steps: int = Field(20, ge=1, description="checkpoint every N steps (resume point)")
     load_in_4bit: bool = Field(True, description="4-bit base weights (Unsloth backend only)")
     threads: int | None = Field(None, ge=1, le=512, description="CPU threads; null = all")
+    seed: int | None = Field(
+        None, ge=0, description="training seed (LoRA init, data order); null = the top-level seed"
+    )
 
     @model_validator(mode="after")
     def _steps(self) -> TrainParams:
