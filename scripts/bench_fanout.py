@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPO))
 from tests.fanout_project import tiny_origin, write_grid  # noqa: E402
 from tests.s3_server import start_s3_server  # noqa: E402
 
+# Both rounds evaluate afresh: no answers reused from the other round (letterwise.eval cache).
+os.environ.setdefault("LETTERWISE_ANSWER_CACHE", "off")
 QUESTIONS = {"a": 1, "b": 2, "c": 3}  # eval.max_questions per cell: three different evaluations
 
 
