@@ -3,6 +3,10 @@
     python -m letterwise.experiments --list                  # the groups in experiments/grid.yaml
     python -m letterwise.experiments decoding prompting      # queue, run, wait, compare
     python -m letterwise.experiments --dry-run lora_rank     # print the dvc commands only
+    python -m letterwise.experiments run seeds --on lightning --machine L4   # many machines
+
+`run GROUP ... --on local|lightning` fans the group out, one machine per run, instead of the
+local queue (letterwise.fanout).
 
 Each run of a group becomes `dvc exp run --queue -n <group>-<run> -S key=value ...`; then
 `dvc queue start -j N` runs them, the command waits for the queue to drain and prints
@@ -74,7 +78,7 @@ def load_grid(path: Path = GRID_FILE) -> Grid:
         raise GridError(f"{path} is invalid: {problems}") from None
 
 
-def _known_key(key: str) -> str | None:
+def known_key(key: str) -> str | None:
     """None when `key` is a params path; else what is wrong with it, naming the allowed keys."""
     model: type[BaseModel] = Params
     parts = key.split(".")
@@ -116,7 +120,7 @@ def plan(grid: Grid, params: dict[str, Any], groups: list[str]) -> list[PlannedR
         group = grid.groups[group_name]
         for run_name, changes in group.runs.items():
             where = f"group {group_name!r}, run {run_name!r}"
-            bad_keys = [msg for key in changes if (msg := _known_key(key))]
+            bad_keys = [msg for key in changes if (msg := known_key(key))]
             if bad_keys:
                 problems += [f"{where}: {msg}" for msg in bad_keys]
                 continue
@@ -196,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # the fan-out over many machines has its own flags
+        from letterwise.fanout import main as fanout_main
+
+        return fanout_main(argv[1:])
     args = build_parser().parse_args(argv)
     console = Console()
     grid = load_grid(args.grid)
