@@ -31,6 +31,8 @@ from letterwise.publishing.load_back import load_back_check, merged_load_back, w
 
 DATASET_SUBDIR = "dataset"  # the dataset repo, inside the published folder
 METRICS_SUBDIR = "metrics"  # copies of the metrics the card was built from
+# the cross-arm verdict (python -m letterwise.eval.verdict); the card quotes its sentence
+VERDICT_DIR = Path("docs/results/controls")
 ADAPTER_SKIP = {"README.md"}  # peft's placeholder card; ours replaces it
 
 
@@ -165,6 +167,7 @@ def build_folder(
         generation=sampling,
         load_back=load_back,
         merged=params.publish.merge,
+        verdict=model_card.verdict_of(VERDICT_DIR),
     )
     card.save(folder / "README.md")
     expected = model_card.eval_results(params, inputs.eval_metrics)
