@@ -40,6 +40,16 @@ def test_every_run_of_the_committed_grid_is_a_valid_params_change():
     # a training axis too
     assert {"lora_rank", "replay"} & set(grid.groups)
     assert len({run.name for run in runs}) == len(runs)
+    # the verdict's arms and seeds, and the three axes of "recipe or model?" (recipe search on
+    # validation only, dose-response in steps, a second model family)
+    assert {"controls", "seeds", "control_seeds", "recipe", "dose", "models"} <= set(grid.groups)
+    arms = {run.changes.get("build_dataset.arm") for run in runs if run.group == "controls"}
+    assert arms == {"spelling", "negative_control", "positive_control"}
+    assert all(run.changes["eval.split"] == "validation" for run in runs if run.group == "recipe")
+    assert sorted(run.changes["train.max_steps"] for run in runs if run.group == "dose") == [
+        40, 160, 320
+    ]
+    assert {run.changes["model"] for run in runs if run.group == "models"} == {"gemma3-270m"}
 
 
 def test_unknown_param_is_named_and_nothing_is_queued(tmp_path, no_dvc, capsys):
