@@ -25,7 +25,18 @@ INSTRUMENTS = {
     "spell_first": "spell-first generation",
     "choice": "choice scoring",
     "teacher_forced": "teacher-forced letters",
+    "cloze": "cloze slot",
+    "cloze_calibrated": "cloze slot, calibrated",
+    "oracle": "cloze after the right spelling",
+    "two_turn": "cloze after own spelling",
 }
+# strategy detectors per task (letterwise/eval/detectors.py): the share of answers each habit
+# would give, base / tuned
+HABITS = {
+    "position": (("first_letter", "first letter"), ("positional_prior", "positional prior")),
+    "count": (("one", '"1"'), ("zero", '"0"'), ("word_length", "word length"),
+              ("majority_answer", "majority")),
+}  # fmt: skip
 TASKS = ("spelling", "position", "count")
 
 
@@ -108,6 +119,38 @@ def coupling_table(tasks: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def detectors_table(tasks: dict[str, dict[str, Any]]) -> str:
+    """Per transfer task and instrument: how often each model's answer is what an answer habit
+    would say (base / tuned), the habit's own accuracy, and the habits that explain the delta."""
+    lines = [
+        "| task | instrument | answers equal to the habit's (base / tuned; habit accuracy) "
+        "| accuracy at index 1 / later (tuned) | explained by |",
+        "|---|---|---|---|---|",
+    ]
+    for task, habits in HABITS.items():
+        metrics = tasks.get(task, {})
+        for key in INSTRUMENTS:
+            section = metrics if key == "direct" else metrics.get(key)
+            if not section or "detectors" not in section:
+                continue
+            base, tuned = section["detectors"]["base"], section["detectors"]["tuned"]
+            shares = "; ".join(
+                f"{label} {num(base['strategies'][name]['share'], 2)} / "
+                f"{num(tuned['strategies'][name]['share'], 2)} "
+                f"({num(base['strategies'][name]['baseline'], 2)})"
+                for name, label in habits
+            )
+            index = "–"
+            if "index_1" in tuned:
+                index = (
+                    f"{num(tuned['index_1']['accuracy'], 2)} / "
+                    f"{num(tuned['index_above_1']['accuracy'], 2)}"
+                )
+            explained = ", ".join(section.get("explained_by", [])) or "none"
+            lines.append(f"| {task} | {INSTRUMENTS[key]} | {shares} | {index} | {explained} |")
+    return "\n".join(lines)
+
+
 def compare_table(runs: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Two or more runs on the same questions, one row per task and instrument: the shared base
     accuracy once, then each run's fine-tuned accuracy, delta [95% CI] and in-format rate."""
@@ -165,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     print(instrument_table(tasks), end="\n\n")
     print(baselines_table(tasks), end="\n\n")
     print(coupling_table(tasks))
+    if any("detectors" in tasks.get(task, {}) for task in HABITS):
+        print("\n" + detectors_table(tasks))
 
 
 if __name__ == "__main__":
