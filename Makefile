@@ -49,14 +49,14 @@ repro: setup
 #   no stage or pipeline runs, no server start; README gives its measured time).
 # `make test-ci`: what CI runs (.ci/run): the quick suite plus every slow test (the runnable-docs
 #   run included) except the 15-minute clean-clone reproduction of the reference run and the tests
-#   marked racy (their outcome depends on signal timing under load).
+#   marked racy (their outcome depends on signal timing under load) or heavy (several minutes each).
 # `make test-repro`: that reproduction alone; `make test-all`: everything.
 .PHONY: test-ci test-repro
 test: setup test-tools
 	pytest
 
 test-ci: setup test-tools
-	pytest -m "not reproduction and not racy"
+	pytest -m "not reproduction and not racy and not heavy"
 
 test-repro: setup
 	pytest -m reproduction

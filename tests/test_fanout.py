@@ -267,6 +267,7 @@ def test_the_coordinator_retries_a_failed_job_once(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_local_fanout_three_tiny_cells_one_killed(tmp_path):
     """Three eval-only cells at once against moto S3 and a bare git repo; the middle cell's
     first attempt is SIGKILLed mid-stage and retried; all three land in `dvc exp show`.

@@ -89,6 +89,7 @@ def test_a_wrong_existing_file_is_replaced_and_a_missing_chunk_named(tmp_path) -
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_torch_free_tokenizer_matches_transformers(tmp_path, monkeypatch) -> None:
     """The data stages' rebuild of the SentencePiece tokenizer against transformers' own GGUF
     tokenizer (an independent implementation) on English words and odd text."""
