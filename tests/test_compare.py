@@ -48,15 +48,15 @@ def placeholder_outputs(clone: Path) -> None:
 
 
 def save_experiment(clone: Path, name: str, params: dict, tuned_position_choice: float) -> None:
-    """An experiment: one changed param and a different position choice-scoring result, in both
+    """An experiment: one changed param and a different position cloze-slot result, in both
     the headline metrics and the details (as a real run writes them)."""
     original = (clone / "params.yaml").read_text()
     (clone / "params.yaml").write_text(
         yaml.safe_dump(deep_update(yaml.safe_load(original), params), sort_keys=False)
     )
     files = {
-        "metrics/eval_position.json": ("position", "choice", "tuned"),
-        "metrics/details/eval_position.json": ("position", "choice", "tuned", "accuracy"),
+        "metrics/eval_position.json": ("position", "cloze", "tuned"),
+        "metrics/details/eval_position.json": ("position", "cloze", "tuned", "accuracy"),
     }
     kept = {}
     for name_, keys in files.items():
@@ -104,9 +104,10 @@ def test_dvc_exp_show_lists_headline_metrics_only(clone):
         metrics = row["data"]["metrics"]
         counted = sum(leaves(entry["data"]) for entry in metrics.values())
         assert counted <= METRIC_COLUMN_BUDGET, f"{counted} metric columns"
-        # what a run is compared by is all there: per task and instrument, with a CI and p
+        # what a run is compared by is all there: per task and instrument, with a CI
         position = metrics["metrics/eval_position.json"]["data"]["position"]
-        assert {"base", "tuned", "delta", "delta_low", "delta_high", "p"} <= set(position["choice"])
+        for instrument in ("direct", "cloze", "cloze_calibrated"):
+            assert {"base", "tuned", "delta", "delta_low", "delta_high"} <= set(position[instrument])
     header = run(clone, "dvc", "exp", "show", "--csv").splitlines()[0].split(",")
     print(f"dvc exp show --csv: {len(header)} columns")
 
@@ -122,9 +123,15 @@ def test_the_readme_compare_command_fits_200_columns(clone):
     assert max(len(line) for line in lines) <= WIDTH
     assert "…" not in out, "a column collapsed at 200 columns"
     names = ("sampled-t03", "lora-r32")
-    row = {name: next(line for line in lines if name in line) for name in names}
+    # a run's block: from the row naming it to the next rule line
+    starts = {name: next(i for i, line in enumerate(lines) if name in line) for name in names}
+    block = {
+        name: "\n".join(lines[i : next(j for j in range(i + 1, len(lines)) if "───" in lines[j])])
+        for name, i in starts.items()
+    }
     # the changed params and the edited numbers, each on its experiment's row
     assert "eval.decoding=sampled" in out and "train.lora.r=32" in out
-    assert "0.321 (" in row["sampled-t03"] and "0.432 (" in row["lora-r32"]
-    for label in ("direct", "choice", "forced"):
+    assert "0.321 (" in block["sampled-t03"] and "0.432 (" in block["lora-r32"]
+    assert "0.432 (" not in block["sampled-t03"] and "0.321 (" not in block["lora-r32"]
+    for label in ("direct", "choice", "forced", "cloze", "cloze cal.", "position", "count"):
         assert label in out

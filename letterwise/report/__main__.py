@@ -49,43 +49,49 @@ SHORT_INSTRUMENTS = {
 
 
 def compare_table(runs: list[Run]) -> Table:
-    """One row per run, for a terminal: the params it changed against the reference, then per
-    task and instrument the fine-tuned accuracy and the paired delta with its 95% CI (the
-    numbers a run is compared by; `dvc exp show` lists every headline column)."""
+    """One block per run, one row per task, for a terminal: the params the run changed against
+    the reference, then per instrument the fine-tuned accuracy and the paired delta with its 95%
+    CI (the numbers a run is compared by). Tasks as rows keep it inside 200 columns however
+    many instruments a run measured; `dvc exp show` lists every headline column."""
     reference = pick_reference(runs)
     mark_changes(runs, reference)
-    columns: list[tuple[str, str]] = []
+    keys: list[str] = []
     for run in runs:
-        for task, metrics in run.tasks().items():
-            for key in instrument_sections(metrics):
-                if (task, key) not in columns:
-                    columns.append((task, key))
+        for metrics in run.tasks().values():
+            keys += [key for key in instrument_sections(metrics) if key not in keys]
     order = list(INSTRUMENTS)
-    columns.sort(key=lambda c: (TASKS.index(c[0]), order.index(c[1]) if c[1] in order else 99))
-    table = Table(
-        title=f"tuned accuracy, delta vs base [95% CI]; changes vs {reference.name}",
-        show_lines=True,
-    )
+    keys.sort(key=lambda k: order.index(k) if k in order else len(order))
+    table = Table(title=f"tuned accuracy, delta vs base [95% CI]; changes vs {reference.name}")
     table.add_column("experiment", no_wrap=True)
     table.add_column("changes", overflow="fold", max_width=34)
-    for task, key in columns:
-        table.add_column(f"{task}\n{SHORT_INSTRUMENTS.get(key, key)}", justify="right",
-                         no_wrap=True)  # fmt: skip
+    table.add_column("task", no_wrap=True)
+    for key in keys:
+        table.add_column(SHORT_INSTRUMENTS.get(key, key), justify="right", no_wrap=True)
     for run in runs:
         changes = "\n".join(f"{k}={setting(v)}" for k, v in sorted(run.changed.items()))
-        cells = []
-        for task, key in columns:
-            section = instrument_sections(run.tasks().get(task, {})).get(key)
-            if not section:
-                cells.append("–")
-                continue
-            d = section["delta"]
-            cells.append(
-                f"{num(section['tuned']['accuracy'])} ({num(d['delta'], sign=True)})\n"
-                f"[{num(d.get('ci_low'), 2, True)}, {num(d.get('ci_high'), 2, True)}]"
+        tasks = run.tasks()
+        for row, task in enumerate(t for t in TASKS if t in tasks):
+            sections = instrument_sections(tasks[task])
+            cells = [_compare_cell(sections.get(key)) for key in keys]
+            first = row == 0
+            table.add_row(
+                run.name.replace(" = ", "\n= ") if first else "",
+                (changes or "(reference)") if first else "",
+                task,
+                *cells,
             )
-        table.add_row(run.name.replace(" = ", "\n= "), changes or "(reference)", *cells)
+        table.add_section()
     return table
+
+
+def _compare_cell(section: dict | None) -> str:
+    if not section:
+        return "–"
+    d = section["delta"]
+    return (
+        f"{num(section['tuned']['accuracy'])} ({num(d['delta'], sign=True)})\n"
+        f"[{num(d.get('ci_low'), 2, True)}, {num(d.get('ci_high'), 2, True)}]"
+    )
 
 
 def html_page(markdown_text: str) -> str:
