@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="saved runs of the replay experiment, one folder each (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
+        "--axes", type=Path, default=Path("docs/results/axes"),
+        help="saved runs along the model, recipe and training-steps axes, one folder each with "
+        "its params.yaml and details (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", type=Path, default=Path("docs/report.md"), help="default: %(default)s"
     )
     parser.add_argument(
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         qwen3_data=args.qwen3_data,
         timing=args.timing,
         replay=args.replay,
+        axes=args.axes,
     )
     figures_dir = args.out.parent / f"{args.out.stem}_figures"
     text = render(runs, figures_dir, inputs)

@@ -15,6 +15,7 @@ ALPHA = 0.05
 FIGURE_ORDER = (
     "verdict.png", "instruments.png", "training_loss.png", "by_word_length.png",
     "by_index_and_count.png", "choices.png", "deltas.png", "temperature.png",
+    "recipe_tradeoff.png", "dose_response.png",
 )  # fmt: skip
 
 

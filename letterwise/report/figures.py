@@ -493,4 +493,12 @@ def figure_plan(runs: list[Run], reference: Run, inputs: Any) -> dict[str, dict[
         )
     if inputs.choices:
         plan["choices.png"] = choices_chart(inputs.choices)
+    if getattr(inputs, "axes", None):
+        from letterwise.report import axes
+
+        groups = axes.settings(inputs.axes, reference.params)
+        if axes.tradeoff_rows(groups):
+            plan["recipe_tradeoff.png"] = axes.tradeoff_chart(axes.tradeoff_rows(groups))
+        if axes.dose_rows(groups):
+            plan["dose_response.png"] = axes.dose_chart(axes.dose_rows(groups))
     return plan

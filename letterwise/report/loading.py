@@ -197,6 +197,8 @@ class Inputs:
     qwen3_data_path: Path = Path("docs/results/qwen3-data")
     timing: dict[str, Any] | None = None
     replay: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # run -> tasks
+    axes: list[Any] = field(default_factory=list)  # report.axes.SavedRun: model/recipe/steps
+    axes_path: Path = Path("docs/results/axes")
 
 
 def loss_points(loss_tsv: Path) -> list[dict[str, float]]:
@@ -280,6 +282,7 @@ def load_inputs(
     qwen3_data: Path,
     timing: Path | None,
     replay: Path | None,
+    axes: Path | None = None,
 ) -> Inputs:
     """Read every side input. A loss curve or predictions file that is named and missing is a
     clear error; the other inputs may be absent, and the report then says so."""
@@ -305,4 +308,10 @@ def load_inputs(
         inputs.timing = read_json(timing)
     if replay is not None and replay.is_dir():
         inputs.replay = replay_runs(replay)
+    if axes is not None:
+        from letterwise.report.axes import load_saved_runs
+
+        # the treatment arm's seeds of the default setting sit with the control arms
+        inputs.axes_path = axes
+        inputs.axes = load_saved_runs(axes, verdict.parent)
     return inputs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from letterwise.report import tables
+from letterwise.report.axes import axes_section
 from letterwise.report.common import (
     TRANSFER_TASKS,
     Figures,
@@ -96,6 +97,7 @@ def results_section(reference: Run, runs: list[Run], inputs: Inputs, figures: Fi
             "task and run.",
         )
     out += sampling_section(reference, runs, figures)
+    out += axes_section(inputs.axes, reference.params, figures, str(inputs.axes_path))
     if inputs.replay:
         names = ", ".join(f"`{n}`" for n in inputs.replay)
         out += [
@@ -154,28 +156,9 @@ def sampling_section(reference: Run, runs: list[Run], figures: Figures) -> list[
     else:
         out += ["Absent: fewer than two sampled runs differ in `eval.n_samples`; run "
                 "`python -m letterwise.experiments n_samples`.", ""]  # fmt: skip
-    return out + scale_section(reference, runs)
-
-
-def scale_section(reference: Run, runs: list[Run]) -> list[str]:
-    """Dose-response (runs that change only the number of training steps) and the model
-    comparison (runs of another model), as tables once such runs exist."""
-    out = ["### Dose-response over training steps", ""]
-    dose = [r for r in runs if r is reference or set(r.changed) == {"train.max_steps"}]
-    if len(dose) > 1:
-        out += tables.experiments_table(dose, reference) + [""]
-    else:
-        out += ["Absent: no run changes only `train.max_steps`; run e.g. "
-                "`dvc exp run -S train.max_steps=320`.", ""]  # fmt: skip
-    out += ["### Model comparison", ""]
-    models = {str(r.params.get("model")) for r in runs}
-    if len(models) > 1:
-        out += tables.experiments_table(runs, reference) + [""]
-    else:
-        out += [f"Absent: every run uses `{', '.join(sorted(models))}`; the second CPU family "
-                "(`gemma3-270m`) and Qwen3-4B (section 6) are not in these results.",
-                ""]  # fmt: skip
     return out
+
+
 
 
 # --------------------------------------------------------------------------- 5-6

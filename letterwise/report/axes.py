@@ -1,0 +1,294 @@
+"""Does the answer depend on the recipe or the model? Saved runs along three axes (model, training
+recipe, training steps), one table row per setting, with the recipe trade-off and the dose-response
+as figures. A saved run is a folder holding the run's params.yaml and its stages' details
+(eval_spelling.json, eval_position.json, train.json), as docs/results/<group>/<run>/ keeps them."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from letterwise.numbers import MISSING, ci, num
+from letterwise.report.loading import TASKS, instrument_label, instrument_sections, read_json
+
+# The knobs that make a recipe (everything else the axes runs share with the default).
+RECIPE_KEYS = (
+    ("build_dataset", "replay_share", "replay"),
+    ("train", "learning_rate", "lr"),
+    ("train", "lora", "r"),
+    ("train", "lora", "target_modules"),
+)
+TRANSFER_COLUMNS = (
+    ("position", "cloze"), ("position", "cloze_calibrated"),
+    ("count", "cloze"), ("count", "cloze_calibrated"),
+)  # fmt: skip
+DOSE_INSTRUMENTS = ("direct", "cloze", "cloze_calibrated")
+
+
+@dataclass
+class SavedRun:
+    name: str
+    params: dict[str, Any]
+    tasks: dict[str, dict[str, Any]]  # task -> its details section
+    train: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.params.get("model", MISSING))
+
+    @property
+    def steps(self) -> int | None:
+        return (self.params.get("train") or {}).get("max_steps")
+
+    @property
+    def split(self) -> str:
+        return str((self.params.get("eval") or {}).get("split", MISSING))
+
+    @property
+    def arm(self) -> str:
+        return str((self.params.get("build_dataset") or {}).get("arm", "spelling"))
+
+    @property
+    def seed(self) -> Any:
+        train_seed = (self.params.get("train") or {}).get("seed")
+        return self.params.get("seed") if train_seed is None else train_seed
+
+    def recipe(self, default: dict[str, Any]) -> str:
+        """The recipe knobs that differ from the default params ("default" if none)."""
+        changed = []
+        for *path, label in RECIPE_KEYS:
+            mine, theirs = _get(self.params, path), _get(default, path)
+            if mine != theirs:
+                value = ",".join(mine) if isinstance(mine, list) else mine
+                changed.append(f"{label if label != 'target_modules' else 'targets'}={value}")
+        return " ".join(changed) or "default"
+
+
+def _get(tree: dict[str, Any], path: list[str]) -> Any:
+    for key in path:
+        tree = (tree or {}).get(key)
+    return tree
+
+
+def load_saved_runs(*folders: Path) -> list[SavedRun]:
+    """Every saved run (a sub-folder with params.yaml and eval details) under the folders."""
+    runs = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for run_dir in sorted(p for p in folder.iterdir() if (p / "params.yaml").is_file()):
+            tasks: dict[str, Any] = {}
+            for name in ("eval_spelling.json", "eval_position.json"):
+                if (run_dir / name).is_file():
+                    data = read_json(run_dir / name)
+                    tasks |= {t: data[t] for t in TASKS if isinstance(data.get(t), dict)}
+            if not tasks:
+                continue
+            train = read_json(run_dir / "train.json") if (run_dir / "train.json").is_file() else {}
+            params = yaml.safe_load((run_dir / "params.yaml").read_text()) or {}
+            runs.append(SavedRun(run_dir.name, params, tasks, train))
+    return runs
+
+
+def settings(runs: list[SavedRun], default: dict[str, Any]) -> dict[tuple, list[SavedRun]]:
+    """Treatment-arm runs grouped by (model, recipe, steps, split); seeds share a group."""
+    groups: dict[tuple, list[SavedRun]] = {}
+    for run in runs:
+        if run.arm != "spelling":
+            continue
+        key = (run.model, run.recipe(default), run.steps, run.split)
+        groups.setdefault(key, []).append(run)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][3], kv[0][1],
+                                                       kv[0][2] or 0)))  # fmt: skip
+
+
+def _section(run: SavedRun, task: str, key: str) -> dict[str, Any] | None:
+    return instrument_sections(run.tasks.get(task, {})).get(key)
+
+
+def _delta_cell(group: list[SavedRun], task: str, key: str) -> str:
+    """One seed: the delta with its CI. Several: the mean delta and the seeds' range."""
+    sections = [s for s in (_section(r, task, key) for r in group) if s]
+    if not sections:
+        return MISSING
+    if len(sections) == 1:
+        return ci(sections[0]["delta"], sign=True)
+    values = [s["delta"]["delta"] for s in sections]
+    return (f"{num(statistics.mean(values), sign=True)} (seeds {num(min(values), sign=True)} "
+            f"… {num(max(values), sign=True)})")  # fmt: skip
+
+
+def _in_format(group: list[SavedRun], task: str) -> str:
+    found = [r.tasks[task] for r in group if task in r.tasks]
+    if not found or "in_format_rate" not in found[0].get("base", {}):
+        return MISSING
+    tuned = statistics.mean(f["tuned"]["in_format_rate"] for f in found)
+    return f"{num(found[0]['base']['in_format_rate'], 2)} → {num(tuned, 2)}"
+
+
+def axes_table(groups: dict[tuple, list[SavedRun]]) -> list[str]:
+    header = ("| model | recipe | steps | split | runs | spelling Δ (direct) "
+              "| in-format position / count (base → tuned) | "
+              + " | ".join(f"{t} {instrument_label(k)} Δ" for t, k in TRANSFER_COLUMNS) + " |")
+    lines = [header, "|" + "---|" * (7 + len(TRANSFER_COLUMNS))]
+    for (model, recipe, steps, split), group in groups.items():
+        seeds = ", ".join(str(r.seed) for r in group)
+        lines.append(
+            f"| {model} | {recipe} | {steps} | {split} | {len(group)} (seed {seeds}) "
+            f"| {_delta_cell(group, 'spelling', 'direct')} "
+            f"| {_in_format(group, 'position')} / {_in_format(group, 'count')} | "
+            + " | ".join(_delta_cell(group, t, k) for t, k in TRANSFER_COLUMNS) + " |"
+        )
+    return lines
+
+
+def tradeoff_rows(groups: dict[tuple, list[SavedRun]]) -> list[dict[str, Any]]:
+    """Per recipe on validation: tuned in-format rate as a share of the base's (position and
+    count pooled) against the spelling gain (direct exact match)."""
+    rows = []
+    for (model, recipe, steps, split), group in groups.items():
+        if split != "validation":
+            continue
+        for run in group:
+            rates = [
+                (run.tasks[t]["tuned"]["in_format_rate"], run.tasks[t]["base"]["in_format_rate"])
+                for t in ("position", "count")
+                if t in run.tasks and "in_format_rate" in run.tasks[t].get("base", {})
+            ]
+            spelling = _section(run, "spelling", "direct")
+            if not rates or not spelling or not sum(b for _, b in rates):
+                continue
+            d = spelling["delta"]
+            rows.append({
+                "recipe": f"{recipe} ({steps} steps)", "model": model,
+                "kept": sum(t for t, _ in rates) / sum(b for _, b in rates),
+                "gain": d["delta"], "low": d.get("ci_low"), "high": d.get("ci_high"),
+            })  # fmt: skip
+    return rows
+
+
+def dose_rows(groups: dict[tuple, list[SavedRun]]) -> list[dict[str, Any]]:
+    """Per training-step count of the default recipe on test (the first model's), the delta of
+    each instrument per task; 0 steps is the base model itself (delta 0 by definition)."""
+    rows = []
+    dose = {
+        key: group for key, group in groups.items()
+        if key[1] == "default" and key[3] == "test" and key[2] is not None
+    }  # fmt: skip
+    models = sorted({key[0] for key in dose})
+    for (model, _, steps, _), group in dose.items():
+        if model != models[0]:
+            continue
+        for task in TASKS:
+            for key in DOSE_INSTRUMENTS:
+                for run in group:
+                    section = _section(run, task, key)
+                    if not section:
+                        continue
+                    d = section["delta"]
+                    rows.append({"steps": steps, "task": task,
+                                 "instrument": instrument_label(key), "delta": d["delta"],
+                                 "low": d.get("ci_low"), "high": d.get("ci_high"),
+                                 "seed": str(run.seed)})  # fmt: skip
+    if len({r["steps"] for r in rows}) < 2:
+        return []
+    for task, label in {(r["task"], r["instrument"]) for r in list(rows)}:
+        rows.append({"steps": 0, "task": task, "instrument": label, "delta": 0.0,
+                     "low": None, "high": None, "seed": "base"})  # fmt: skip
+    return sorted(rows, key=lambda r: (TASKS.index(r["task"]), r["instrument"], r["steps"]))
+
+
+def tradeoff_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    x = {"field": "kept", "type": "quantitative", "scale": {"zero": True},
+         "title": "tuned in-format rate ÷ base's (position and count pooled)"}
+    y_title = "spelling gain, exact match (fine-tuned − base; 95% CI)"
+    colour = {"field": "recipe", "type": "nominal", "title": "recipe"}
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "config": {"font": "DejaVu Sans", "axis": {"labelFontSize": 12, "titleFontSize": 13},
+                   "legend": {"labelFontSize": 12, "titleFontSize": 13, "labelLimit": 400}},
+        "data": {"values": rows}, "width": 520, "height": 320,
+        "layer": [
+            {"mark": {"type": "rule", "color": "#888", "strokeDash": [4, 3]},
+             "encoding": {"x": {"datum": 0.9, "type": "quantitative"}}},
+            {"mark": {"type": "rule", "strokeWidth": 2},
+             "encoding": {"x": x, "y": {"field": "low", "type": "quantitative", "title": y_title},
+                          "y2": {"field": "high"}, "color": colour}},
+            {"mark": {"type": "point", "filled": True, "size": 90},
+             "encoding": {"x": x, "y": {"field": "gain", "type": "quantitative",
+                                        "title": y_title}, "color": colour}},
+        ],
+    }  # fmt: skip
+
+
+def dose_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    x = {"field": "steps", "type": "quantitative", "title": "training steps (batch 8)"}
+    y = {"field": "delta", "type": "quantitative", "title": "fine-tuned − base (95% CI)"}
+    colour = {"field": "instrument", "type": "nominal", "title": "instrument"}
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "config": {"font": "DejaVu Sans", "axis": {"labelFontSize": 12, "titleFontSize": 13},
+                   "legend": {"labelFontSize": 12, "titleFontSize": 13, "labelLimit": 300,
+                              "orient": "bottom"},
+                   "header": {"labelFontSize": 13}},
+        "data": {"values": rows},
+        "facet": {"column": {"field": "task", "type": "nominal", "title": None,
+                             "sort": list(TASKS)}},
+        "resolve": {"scale": {"y": "shared"}},
+        "spec": {
+            "width": 260, "height": 240,
+            "layer": [
+                {"mark": {"type": "rule", "color": "#444", "strokeDash": [4, 3]},
+                 "encoding": {"y": {"datum": 0, "type": "quantitative"}}},
+                {"mark": {"type": "line", "point": True},
+                 "encoding": {"x": x, "y": {**y, "aggregate": "mean"}, "color": colour}},
+                {"mark": {"type": "rule"},
+                 "encoding": {"x": x, "y": {"field": "low", "type": "quantitative"},
+                              "y2": {"field": "high"}, "color": colour}},
+            ],
+        },
+    }  # fmt: skip
+
+
+def axes_section(runs: list[SavedRun], default: dict[str, Any], figures: Any,
+                 folder: str) -> list[str]:  # fmt: skip
+    out = ["### Recipe, training steps and model", ""]
+    groups = settings(runs, default)
+    if len(groups) < 2:
+        return out + [
+            "Absent: fewer than two settings are saved under the axes results "
+            f"(`{folder}`); run `python -m letterwise.experiments recipe dose models` and save "
+            "each run's details there.",
+            "",
+        ]
+    out += [
+        "Table 9. The spelling (treatment) arm by model × recipe × training steps: the spelling "
+        "gain, the answer format kept, and fine-tuned − base on the format-neutral slots "
+        "(95% CI; with several seeds, their mean and range). Recipe runs are on the "
+        "validation split (tuning), the rest on test. Control-corrected estimates exist only "
+        "where control arms were trained (the verdict, section 1); elsewhere the row is "
+        f"fine-tuned − base. Saved runs: `{folder}` and the spelling arm's seeds in "
+        "docs/results/controls/.",
+        "",
+        *axes_table(groups),
+        "",
+    ]
+    if "recipe_tradeoff.png" in figures:
+        out += figures.show(
+            "recipe_tradeoff.png", "recipe trade-off: format kept vs spelling gain",
+            "Recipe search on the validation split: the share of the base's in-format rate the "
+            "tuned model keeps (x; the goal is 0.9, dashed) against the spelling gain (y, 95% "
+            "CI), one point per recipe.",
+        )  # fmt: skip
+    if "dose_response.png" in figures:
+        out += figures.show(
+            "dose_response.png", "dose-response over training steps",
+            "Dose-response, default recipe, test split: fine-tuned − base per instrument and "
+            "task against training steps (0 = the base model; lines through the mean over "
+            "seeds, 95% CIs per run).",
+        )  # fmt: skip
+    return out

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Save a finished DVC experiment's results into the repo, so reports and the verdict can be
+# rendered again without the experiment refs:
+#   scripts/save_run.sh EXPERIMENT DEST "COMMAND THAT MADE IT"
+# DEST gets the run's metrics/details/*.json, params.yaml, its training loss curve (loss.tsv),
+# COMMIT (the code it ran: the experiment's baseline), EXPERIMENT (its ref) and command.txt.
+set -euo pipefail
+name=$1; dest=$2; command=${3:-}
+rev=$(git for-each-ref refs/exps --format='%(objectname) %(refname)' | awk -v n="/$name\$" '$2 ~ n {print $1}' | head -1)
+if [ -z "$rev" ]; then echo "no experiment named $name (dvc exp list)" >&2; exit 1; fi
+tmp=$(mktemp -d "$(dirname "$dest")/.save.XXXXXX")
+for stage in filter_tokens build_dataset train eval_spelling eval_position publish; do
+  git show "$rev:metrics/details/$stage.json" > "$tmp/$stage.json" 2>/dev/null || rm -f "$tmp/$stage.json"
+done
+git show "$rev:params.yaml" > "$tmp/params.yaml"
+git show "$rev:dvclive/train/plots/metrics/loss.tsv" > "$tmp/loss.tsv" 2>/dev/null || rm -f "$tmp/loss.tsv"
+git rev-parse "$rev^" > "$tmp/COMMIT"
+echo "$rev" > "$tmp/EXPERIMENT"
+echo "$command" > "$tmp/command.txt"
+rm -rf "$dest" && mv "$tmp" "$dest"   # whole folder or nothing
+echo "saved $name -> $dest"

@@ -1,0 +1,99 @@
+"""The report's model × recipe × steps section (letterwise.report.axes), on hand-made saved runs
+whose expected table cells and figure rows are worked out here from the numbers written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from letterwise.report import axes
+
+DEFAULT = {
+    "model": "smollm2-135m", "seed": 42,
+    "build_dataset": {"arm": "spelling", "replay_share": 0.0},
+    "train": {"learning_rate": 0.001, "max_steps": 80, "seed": None,
+              "lora": {"r": 16, "target_modules": ["q_proj", "v_proj"]}},
+    "eval": {"split": "test"},
+}  # fmt: skip
+
+
+def comparison(base: float, tuned: float, low: float, high: float, fmt: tuple = ()) -> dict:
+    section = {
+        "base": {"accuracy": base}, "tuned": {"accuracy": tuned},
+        "delta": {"delta": tuned - base, "ci_low": low, "ci_high": high, "n": 100},
+    }  # fmt: skip
+    if fmt:
+        section["base"]["in_format_rate"], section["tuned"]["in_format_rate"] = fmt
+    return section
+
+
+def save_run(folder: Path, name: str, changes: dict, spelling: float, cloze: float,
+             fmt: tuple = (0.5, 0.25)) -> None:  # fmt: skip
+    params = json.loads(json.dumps(DEFAULT))
+    for dotted, value in changes.items():
+        *path, last = dotted.split(".")
+        node = params
+        for key in path:
+            node = node[key]
+        node[last] = value
+    run = folder / name
+    run.mkdir(parents=True)
+    (run / "params.yaml").write_text(yaml.safe_dump(params))
+    (run / "eval_spelling.json").write_text(json.dumps(
+        {"spelling": comparison(0.0, spelling, spelling - 0.05, spelling + 0.05)}
+    ))  # fmt: skip
+    position = comparison(0.1, 0.1, -0.05, 0.05, fmt)
+    position["cloze"] = comparison(0.2, 0.2 + cloze, cloze - 0.1, cloze + 0.1)
+    (run / "eval_position.json").write_text(json.dumps(
+        {"position": position, "count": comparison(0.3, 0.2, -0.2, 0.0, fmt)}
+    ))  # fmt: skip
+
+
+def test_settings_group_seeds_and_name_recipes_by_what_changed(tmp_path):
+    save_run(tmp_path, "seed42", {}, 0.10, 0.02)
+    save_run(tmp_path, "seed1", {"train.seed": 1}, 0.20, 0.06)
+    save_run(tmp_path, "steps40", {"train.max_steps": 40}, 0.05, 0.0)
+    save_run(tmp_path, "replay50", {"build_dataset.replay_share": 0.5, "eval.split": "validation"},
+             0.04, 0.01, fmt=(0.5, 0.45))  # fmt: skip
+    save_run(tmp_path, "negative", {"build_dataset.arm": "negative_control"}, 0.0, 0.0)
+    runs = axes.load_saved_runs(tmp_path)
+    assert len(runs) == 5
+    groups = axes.settings(runs, DEFAULT)
+    # the negative control is not a treatment setting; the two seeds share one row
+    assert set(groups) == {
+        ("smollm2-135m", "default", 80, "test"),
+        ("smollm2-135m", "default", 40, "test"),
+        ("smollm2-135m", "replay=0.5", 80, "validation"),
+    }
+    assert sorted(r.seed for r in groups[("smollm2-135m", "default", 80, "test")]) == [1, 42]
+    table = "\n".join(axes.axes_table(groups))
+    # two seeds: mean of +0.10 and +0.20 = +0.150, range +0.100 … +0.200
+    assert "+0.150 (seeds +0.100 … +0.200)" in table
+    # one seed: the delta with its CI
+    assert "+0.050 [+0.000, +0.100]" in table
+    assert "0.50 → 0.45" in table and "0.50 → 0.25" in table
+
+
+def test_tradeoff_and_dose_rows(tmp_path):
+    save_run(tmp_path, "seed42", {}, 0.10, 0.02)
+    save_run(tmp_path, "steps160", {"train.max_steps": 160}, 0.30, 0.04)
+    save_run(tmp_path, "replay50", {"build_dataset.replay_share": 0.5, "eval.split": "validation"},
+             0.04, 0.01, fmt=(0.5, 0.45))  # fmt: skip
+    groups = axes.settings(axes.load_saved_runs(tmp_path), DEFAULT)
+    (row,) = axes.tradeoff_rows(groups)
+    # in-format 0.45 of 0.50 on both tasks: 0.9 of the base's kept
+    assert abs(row["kept"] - 0.9) < 1e-9 and abs(row["gain"] - 0.04) < 1e-9
+    dose = axes.dose_rows(groups)
+    cloze = {r["steps"]: r["delta"] for r in dose
+             if r["task"] == "position" and r["instrument"] == "cloze slot"}  # fmt: skip
+    assert cloze.keys() == {0, 80, 160}
+    assert cloze[0] == 0.0 and abs(cloze[80] - 0.02) < 1e-9 and abs(cloze[160] - 0.04) < 1e-9
+    assert all(r["steps"] != 80 or r["seed"] == "42" for r in dose)
+
+
+def test_one_setting_is_reported_absent_with_the_command(tmp_path):
+    save_run(tmp_path, "seed42", {}, 0.10, 0.02)
+    text = "\n".join(axes.axes_section(axes.load_saved_runs(tmp_path), DEFAULT, {}, "x"))
+    assert "Absent" in text and "python -m letterwise.experiments recipe dose models" in text
