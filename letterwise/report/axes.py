@@ -266,7 +266,7 @@ def axes_section(runs: list[SavedRun], default: dict[str, Any], figures: Any,
             "",
         ]
     out += [
-        "Table 9. The spelling (treatment) arm by model × recipe × training steps: the spelling "
+        "Table 8. The spelling (treatment) arm by model × recipe × training steps: the spelling "
         "gain, the answer format kept, and fine-tuned − base on the format-neutral slots "
         "(95% CI; with several seeds, their mean and range). Recipe runs are on the "
         "validation split (tuning), the rest on test. Control-corrected estimates exist only "

@@ -138,7 +138,7 @@ def limitations_section(reference: Run, runs: list[Run], inputs: Inputs) -> list
         f"95% CI is {num(statistics.median(widths) if widths else None)}.",
         "- **Format confound:** direct generation scores knowledge and answer format together "
         "(the in-format rates in Table 3); choice scoring removes the format but not answer "
-        "habits (Table 8).",
+        "habits (Table 9).",
         "- **Unadjusted p-values** (section 2, multiple comparisons).",
         "- Wall times depend on the machine and its load.",
         "",

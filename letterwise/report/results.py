@@ -97,7 +97,6 @@ def results_section(reference: Run, runs: list[Run], inputs: Inputs, figures: Fi
             "task and run.",
         )
     out += sampling_section(reference, runs, figures)
-    out += axes_section(inputs.axes, reference.params, figures, str(inputs.axes_path))
     if inputs.replay:
         names = ", ".join(f"`{n}`" for n in inputs.replay)
         out += [
@@ -110,7 +109,7 @@ def results_section(reference: Run, runs: list[Run], inputs: Inputs, figures: Fi
             *tables.replay_table(inputs.replay),
             "",
         ]
-    return out
+    return out + axes_section(inputs.axes, reference.params, figures, str(inputs.axes_path))
 
 
 def breakdown_figures(inputs: Inputs, figures: Figures) -> list[str]:
@@ -168,7 +167,7 @@ def baselines_section(reference: Run, inputs: Inputs) -> list[str]:
     out = [
         "## 5. Baselines and detectors",
         "",
-        "Table 8. Choice scoring against answer habits: what a model scores by always giving "
+        "Table 9. Choice scoring against answer habits: what a model scores by always giving "
         "the same kind of answer, whatever the word (uniform chance over the candidates, the "
         "most common answer, the most common letter at each position; detectors where the "
         "evaluation saved per-question strategies).",

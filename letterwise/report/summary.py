@@ -144,7 +144,7 @@ def findings(reference: Run, inputs: Inputs, figures: Figures) -> list[str]:
                 if tuned["accuracy"] <= value
                 else "its CI includes"
             )
-            where = pointer("Table 8", figures.ref("instruments.png"))
+            where = pointer("Table 9", figures.ref("instruments.png"))
             out.append(
                 f"- **{task.capitalize()}, choice scoring vs answer habits:** fine-tuned "
                 f"{ci(tuned)}; {relation} the best answer-habit baseline, "
