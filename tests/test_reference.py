@@ -199,3 +199,15 @@ def test_reproduction_guide_quotes_the_committed_result_tables(arguments):
     guide = (REPO_ROOT / "docs/experiment_reproduction.md").read_text()
     missing = [line for line in tables.splitlines() if line.strip() and line not in guide]
     assert not missing, f"docs/experiment_reproduction.md does not quote {folder}: {missing[:3]}"
+
+
+def test_reproduction_guide_quotes_the_committed_verdict():
+    """Section 9 of the guide carries the verdict table as the report renders it from
+    docs/results/controls/verdict.json (so a recomputed verdict must be quoted again)."""
+    from letterwise.report.tables import verdict_table
+
+    verdict = json.loads((REPO_ROOT / "docs/results/controls/verdict.json").read_text())
+    guide = (REPO_ROOT / "docs/experiment_reproduction.md").read_text()
+    missing = [line for line in verdict_table(verdict) if line not in guide]
+    assert not missing, f"the guide does not quote verdict.json: {missing[:2]}"
+    assert " ".join(verdict["sentence"].split()) in " ".join(guide.split())
