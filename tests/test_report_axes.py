@@ -85,7 +85,8 @@ def test_tradeoff_and_dose_rows(tmp_path):
     (row,) = axes.tradeoff_rows(groups)
     # in-format 0.45 of 0.50 on both tasks: 0.9 of the base's kept
     assert abs(row["kept"] - 0.9) < 1e-9 and abs(row["gain"] - 0.04) < 1e-9
-    dose = axes.dose_rows(groups)
+    dose = axes.dose_rows(groups, "smollm2-135m")
+    assert axes.dose_rows(groups, "gemma3-270m") == []  # no run of that model
     cloze = {r["steps"]: r["delta"] for r in dose
              if r["task"] == "position" and r["instrument"] == "cloze slot"}  # fmt: skip
     assert cloze.keys() == {0, 80, 160}

@@ -171,18 +171,15 @@ def tradeoff_rows(groups: dict[tuple, list[SavedRun]]) -> list[dict[str, Any]]:
     return rows
 
 
-def dose_rows(groups: dict[tuple, list[SavedRun]]) -> list[dict[str, Any]]:
-    """Per training-step count of the default recipe on test (the first model's), the delta of
-    each instrument per task; 0 steps is the base model itself (delta 0 by definition)."""
+def dose_rows(groups: dict[tuple, list[SavedRun]], model: str) -> list[dict[str, Any]]:
+    """Per training-step count of the default recipe on test (for `model`, the reference's),
+    the delta of each instrument per task; 0 steps is the base model itself (delta 0)."""
     rows = []
     dose = {
         key: group for key, group in groups.items()
-        if key[1] == "default" and key[3] == "test" and key[2] is not None
+        if key[0] == model and key[1] == "default" and key[3] == "test" and key[2] is not None
     }  # fmt: skip
-    models = sorted({key[0] for key in dose})
-    for (model, _, steps, _), group in dose.items():
-        if model != models[0]:
-            continue
+    for (_, _, steps, _), group in dose.items():
         for task in TASKS:
             for key in DOSE_INSTRUMENTS:
                 for run in group:

@@ -499,6 +499,7 @@ def figure_plan(runs: list[Run], reference: Run, inputs: Any) -> dict[str, dict[
         groups = axes.settings(inputs.axes, reference.params)
         if axes.tradeoff_rows(groups):
             plan["recipe_tradeoff.png"] = axes.tradeoff_chart(axes.tradeoff_rows(groups))
-        if axes.dose_rows(groups):
-            plan["dose_response.png"] = axes.dose_chart(axes.dose_rows(groups))
+        dose = axes.dose_rows(groups, str(reference.params.get("model")))
+        if dose:
+            plan["dose_response.png"] = axes.dose_chart(dose)
     return plan
