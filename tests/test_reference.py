@@ -179,10 +179,19 @@ QUOTED_RESULTS = ("metrics", "docs/results/every-instrument")
 
 
 REPLAY_RUNS = ("docs/results/replay/val-replay0", "docs/results/replay/val-replay25")
+# Section 10: dose-response, the second model family and the recipe search.
+AXES_TABLES = (
+    ("docs/results/axes/dose-steps40", "docs/results/controls/spelling-seed42"),
+    ("docs/results/axes/models-gemma3-270m",),
+    ("docs/results/axes/recipe-default", "docs/results/axes/recipe-replay50"),
+)
 
 
 @pytest.mark.parametrize(
-    "arguments", [("--metrics", f) for f in QUOTED_RESULTS] + [("--compare", *REPLAY_RUNS)]
+    "arguments",
+    [("--metrics", f) for f in QUOTED_RESULTS]
+    + [("--compare", *REPLAY_RUNS)]
+    + [("--compare", *folders) for folders in AXES_TABLES],
 )
 def test_reproduction_guide_quotes_the_committed_result_tables(arguments):
     import subprocess
