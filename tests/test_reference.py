@@ -183,7 +183,11 @@ REPLAY_RUNS = ("docs/results/replay/val-replay0", "docs/results/replay/val-repla
 AXES_TABLES = (
     ("docs/results/axes/dose-steps40", "docs/results/controls/spelling-seed42"),
     ("docs/results/axes/models-gemma3-270m",),
-    ("docs/results/axes/recipe-default", "docs/results/axes/recipe-replay50"),
+    (
+        "docs/results/axes/recipe-default",
+        "docs/results/axes/recipe-replay50",
+        "docs/results/axes/recipe-lr3e-4",
+    ),
 )
 
 
