@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from letterwise.report import axes
+from letterwise.report.loading import load_saved_runs
 
 DEFAULT = {
     "model": "smollm2-135m", "seed": 42,
@@ -58,7 +59,7 @@ def test_settings_group_seeds_and_name_recipes_by_what_changed(tmp_path):
     save_run(tmp_path, "replay50", {"build_dataset.replay_share": 0.5, "eval.split": "validation"},
              0.04, 0.01, fmt=(0.5, 0.45))  # fmt: skip
     save_run(tmp_path, "negative", {"build_dataset.arm": "negative_control"}, 0.0, 0.0)
-    runs = axes.load_saved_runs(tmp_path)
+    runs = load_saved_runs(tmp_path)
     assert len(runs) == 5
     groups = axes.settings(runs, DEFAULT)
     # the negative control is not a treatment setting; the two seeds share one row
@@ -81,7 +82,7 @@ def test_tradeoff_and_dose_rows(tmp_path):
     save_run(tmp_path, "steps160", {"train.max_steps": 160}, 0.30, 0.04)
     save_run(tmp_path, "replay50", {"build_dataset.replay_share": 0.5, "eval.split": "validation"},
              0.04, 0.01, fmt=(0.5, 0.45))  # fmt: skip
-    groups = axes.settings(axes.load_saved_runs(tmp_path), DEFAULT)
+    groups = axes.settings(load_saved_runs(tmp_path), DEFAULT)
     (row,) = axes.tradeoff_rows(groups)
     # in-format 0.45 of 0.50 on both tasks: 0.9 of the base's kept
     assert abs(row["kept"] - 0.9) < 1e-9 and abs(row["gain"] - 0.04) < 1e-9
@@ -96,5 +97,13 @@ def test_tradeoff_and_dose_rows(tmp_path):
 
 def test_one_setting_is_reported_absent_with_the_command(tmp_path):
     save_run(tmp_path, "seed42", {}, 0.10, 0.02)
-    text = "\n".join(axes.axes_section(axes.load_saved_runs(tmp_path), DEFAULT, {}, "x"))
+    text = "\n".join(axes.axes_section(load_saved_runs(tmp_path), DEFAULT, {}, "x"))
     assert "Absent" in text and "python -m letterwise.experiments recipe dose models" in text
+
+
+def test_recipe_names_each_changed_knob_by_its_own_value(tmp_path):
+    save_run(tmp_path, "targets", {"train.lora.target_modules": ["k_proj", "q_proj"]}, 0.1, 0.0)
+    save_run(tmp_path, "r32-lr", {"train.lora.r": 32, "train.learning_rate": 0.0003}, 0.1, 0.0)
+    labels = {r.name: axes.recipe_label(r, DEFAULT) for r in load_saved_runs(tmp_path)}
+    # a LoRA knob is named alone, with its value (not the whole lora section)
+    assert labels == {"targets": "targets=k_proj,q_proj", "r32-lr": "lr=0.0003 r=32"}

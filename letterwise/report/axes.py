@@ -1,26 +1,22 @@
 """Does the answer depend on the recipe or the model? Saved runs along three axes (model, training
 recipe, training steps), one table row per setting, with the recipe trade-off and the dose-response
-as figures. A saved run is a folder holding the run's params.yaml and its stages' details
-(eval_spelling.json, eval_position.json, train.json), as docs/results/<group>/<run>/ keeps them."""
+as figures. The runs are saved folders (report.loading.SavedRun: params.yaml and the eval stages'
+details), as docs/results/<group>/<run>/ keeps them."""
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from letterwise.numbers import MISSING, ci, num
-from letterwise.report.loading import TASKS, instrument_label, instrument_sections, read_json
+from letterwise.report.loading import TASKS, SavedRun, instrument_label, instrument_sections
 
 # The knobs that make a recipe (everything else the axes runs share with the default).
 RECIPE_KEYS = (
-    ("build_dataset", "replay_share", "replay"),
-    ("train", "learning_rate", "lr"),
-    ("train", "lora", "r"),
-    ("train", "lora", "target_modules"),
+    (("build_dataset", "replay_share"), "replay"),
+    (("train", "learning_rate"), "lr"),
+    (("train", "lora", "r"), "r"),
+    (("train", "lora", "target_modules"), "targets"),
 )
 TRANSFER_COLUMNS = (
     ("position", "cloze"), ("position", "cloze_calibrated"),
@@ -29,69 +25,15 @@ TRANSFER_COLUMNS = (
 DOSE_INSTRUMENTS = ("direct", "cloze", "cloze_calibrated")
 
 
-@dataclass
-class SavedRun:
-    name: str
-    params: dict[str, Any]
-    tasks: dict[str, dict[str, Any]]  # task -> its details section
-    train: dict[str, Any]
-
-    @property
-    def model(self) -> str:
-        return str(self.params.get("model", MISSING))
-
-    @property
-    def steps(self) -> int | None:
-        return (self.params.get("train") or {}).get("max_steps")
-
-    @property
-    def split(self) -> str:
-        return str((self.params.get("eval") or {}).get("split", MISSING))
-
-    @property
-    def arm(self) -> str:
-        return str((self.params.get("build_dataset") or {}).get("arm", "spelling"))
-
-    @property
-    def seed(self) -> Any:
-        train_seed = (self.params.get("train") or {}).get("seed")
-        return self.params.get("seed") if train_seed is None else train_seed
-
-    def recipe(self, default: dict[str, Any]) -> str:
-        """The recipe knobs that differ from the default params ("default" if none)."""
-        changed = []
-        for *path, label in RECIPE_KEYS:
-            mine, theirs = _get(self.params, path), _get(default, path)
-            if mine != theirs:
-                value = ",".join(mine) if isinstance(mine, list) else mine
-                changed.append(f"{label if label != 'target_modules' else 'targets'}={value}")
-        return " ".join(changed) or "default"
-
-
-def _get(tree: dict[str, Any], path: list[str]) -> Any:
-    for key in path:
-        tree = (tree or {}).get(key)
-    return tree
-
-
-def load_saved_runs(*folders: Path) -> list[SavedRun]:
-    """Every saved run (a sub-folder with params.yaml and eval details) under the folders."""
-    runs = []
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for run_dir in sorted(p for p in folder.iterdir() if (p / "params.yaml").is_file()):
-            tasks: dict[str, Any] = {}
-            for name in ("eval_spelling.json", "eval_position.json"):
-                if (run_dir / name).is_file():
-                    data = read_json(run_dir / name)
-                    tasks |= {t: data[t] for t in TASKS if isinstance(data.get(t), dict)}
-            if not tasks:
-                continue
-            train = read_json(run_dir / "train.json") if (run_dir / "train.json").is_file() else {}
-            params = yaml.safe_load((run_dir / "params.yaml").read_text()) or {}
-            runs.append(SavedRun(run_dir.name, params, tasks, train))
-    return runs
+def recipe_label(run: SavedRun, default: dict[str, Any]) -> str:
+    """The recipe knobs that differ from the default params ("default" if none)."""
+    reference = SavedRun("default params", default, {})
+    changed = []
+    for path, label in RECIPE_KEYS:
+        mine = run.setting(*path)
+        if mine != reference.setting(*path):
+            changed.append(f"{label}={','.join(mine) if isinstance(mine, list) else mine}")
+    return " ".join(changed) or "default"
 
 
 def settings(runs: list[SavedRun], default: dict[str, Any]) -> dict[tuple, list[SavedRun]]:
@@ -100,7 +42,8 @@ def settings(runs: list[SavedRun], default: dict[str, Any]) -> dict[tuple, list[
     for run in runs:
         if run.arm != "spelling":
             continue
-        key = (run.model, run.recipe(default), run.steps, run.split)
+        split = str(run.setting("eval", "split") or MISSING)
+        key = (run.model, recipe_label(run, default), run.setting("train", "max_steps"), split)
         groups.setdefault(key, []).append(run)
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][3], kv[0][1],
                                                        kv[0][2] or 0)))  # fmt: skip

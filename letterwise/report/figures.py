@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from letterwise.report import axes
 from letterwise.report.loading import (
     FORMAT_NEUTRAL,
     TASKS,
@@ -493,12 +494,11 @@ def figure_plan(runs: list[Run], reference: Run, inputs: Any) -> dict[str, dict[
         )
     if inputs.choices:
         plan["choices.png"] = choices_chart(inputs.choices)
-    if getattr(inputs, "axes", None):
-        from letterwise.report import axes
-
+    if inputs.axes:
         groups = axes.settings(inputs.axes, reference.params)
-        if axes.tradeoff_rows(groups):
-            plan["recipe_tradeoff.png"] = axes.tradeoff_chart(axes.tradeoff_rows(groups))
+        tradeoff = axes.tradeoff_rows(groups)
+        if tradeoff:
+            plan["recipe_tradeoff.png"] = axes.tradeoff_chart(tradeoff)
         dose = axes.dose_rows(groups, str(reference.params.get("model")))
         if dose:
             plan["dose_response.png"] = axes.dose_chart(dose)

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from letterwise.io import details_path, write_text
+from letterwise.numbers import MISSING
 
 TASKS = ("spelling", "position", "count")
 # Every instrument the evaluation may report, in reading order; any other key of a task that
@@ -197,7 +200,7 @@ class Inputs:
     qwen3_data_path: Path = Path("docs/results/qwen3-data")
     timing: dict[str, Any] | None = None
     replay: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # run -> tasks
-    axes: list[Any] = field(default_factory=list)  # report.axes.SavedRun: model/recipe/steps
+    axes: list[SavedRun] = field(default_factory=list)  # model/recipe/steps runs
     axes_path: Path = Path("docs/results/axes")
 
 
@@ -259,17 +262,68 @@ def choice_records(predictions: Path) -> list[dict[str, Any]]:
     return records
 
 
+def saved_tasks(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """task -> its details section, from a saved run folder's eval_*.json ({} if none)."""
+    tasks: dict[str, Any] = {}
+    for name in ("eval_spelling.json", "eval_position.json"):
+        if (run_dir / name).is_file():
+            data = read_json(run_dir / name)
+            tasks |= {t: data[t] for t in TASKS if isinstance(data.get(t), dict)}
+    return tasks
+
+
 def replay_runs(folder: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """Saved result folders of the replay experiment (<folder>/<run>/eval_*.json)."""
     runs = {}
     for run_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        tasks: dict[str, Any] = {}
-        for name in ("eval_spelling.json", "eval_position.json"):
-            if (run_dir / name).is_file():
-                data = read_json(run_dir / name)
-                tasks |= {t: data[t] for t in TASKS if isinstance(data.get(t), dict)}
+        tasks = saved_tasks(run_dir)
         if tasks:
             runs[run_dir.name] = tasks
+    return runs
+
+
+@dataclass
+class SavedRun:
+    """A run saved as a folder (params.yaml and its stages' details), as docs/results/<group>/
+    <run>/ keeps them; the report's model × recipe × steps section reads these."""
+
+    name: str
+    params: dict[str, Any]
+    tasks: dict[str, dict[str, Any]]  # task -> its details section
+
+    def setting(self, *path: str) -> Any:
+        """A param by its path ("train", "max_steps"); None where absent."""
+        node: Any = self.params
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    @property
+    def model(self) -> str:
+        return str(self.params.get("model", MISSING))
+
+    @property
+    def arm(self) -> str:
+        return str(self.setting("build_dataset", "arm") or "spelling")
+
+    @property
+    def seed(self) -> Any:
+        """The training seed: train.seed, else the top-level seed (as Params.training_seed)."""
+        train_seed = self.setting("train", "seed")
+        return self.params.get("seed") if train_seed is None else train_seed
+
+
+def load_saved_runs(*folders: Path) -> list[SavedRun]:
+    """Every saved run (a sub-folder with params.yaml and eval details) under the folders."""
+    runs = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for run_dir in sorted(p for p in folder.iterdir() if (p / "params.yaml").is_file()):
+            tasks = saved_tasks(run_dir)
+            if tasks:
+                params = yaml.safe_load((run_dir / "params.yaml").read_text()) or {}
+                runs.append(SavedRun(run_dir.name, params, tasks))
     return runs
 
 
@@ -309,8 +363,6 @@ def load_inputs(
     if replay is not None and replay.is_dir():
         inputs.replay = replay_runs(replay)
     if axes is not None:
-        from letterwise.report.axes import load_saved_runs
-
         # the treatment arm's seeds of the default setting sit with the control arms
         inputs.axes_path = axes
         inputs.axes = load_saved_runs(axes, verdict.parent)

@@ -158,8 +158,6 @@ def sampling_section(reference: Run, runs: list[Run], figures: Figures) -> list[
     return out
 
 
-
-
 # --------------------------------------------------------------------------- 5-6
 
 
