@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from letterwise.report import axes
-from letterwise.report.loading import load_saved_runs
+from letterwise.report.loading import load_inputs, load_saved_runs
 
 DEFAULT = {
     "model": "smollm2-135m", "seed": 42,
@@ -107,3 +107,30 @@ def test_recipe_names_each_changed_knob_by_its_own_value(tmp_path):
     labels = {r.name: axes.recipe_label(r, DEFAULT) for r in load_saved_runs(tmp_path)}
     # a LoRA knob is named alone, with its value (not the whole lora section)
     assert labels == {"targets": "targets=k_proj,q_proj", "r32-lr": "lr=0.0003 r=32"}
+
+
+def test_another_models_verdict_is_found_beside_the_main_one_and_rendered(tmp_path):
+    def verdict(difference: float, claimed: bool) -> dict:
+        block = {"delta": difference, "ci_low": difference - 0.05, "ci_high": difference + 0.05,
+                 "p_value": 0.5}  # fmt: skip
+        row = {"task": "position", "instrument": "cloze_calibrated", "format_neutral": True,
+               "treatment": block, "negative_control": block, "positive_control": block,
+               "treatment_minus_negative": block, "detects_positive_control": False,
+               "explained_by": [], "supports_transfer": claimed}  # fmt: skip
+        return {"rule": "the rule", "sentence": f"sentence {difference}", "claimed": claimed,
+                "rows": [row], "arms": {"spelling": [42], "negative_control": [42]}}  # fmt: skip
+
+    for folder, difference in (("controls", 0.01), ("controls-gemma3-270m", 0.03)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "verdict.json").write_text(json.dumps(verdict(difference, False)))
+    (tmp_path / "controls-other").mkdir()  # a folder without a verdict is not a model verdict
+    inputs = load_inputs(loss=[], breakdowns=[], predictions=None,
+                         verdict=tmp_path / "controls" / "verdict.json",
+                         qwen3_data=tmp_path / "none", timing=None, replay=None)  # fmt: skip
+    assert inputs.verdict["sentence"] == "sentence 0.01"
+    assert list(inputs.model_verdicts) == [tmp_path / "controls-gemma3-270m" / "verdict.json"]
+    text = "\n".join(axes.axes_section([], DEFAULT, {}, "x", inputs.model_verdicts))
+    # 0.03 with CI 0.03 ± 0.05, written as the report writes signed numbers
+    assert "Table 8.1. The verdict's rule (section 1) on gemma3-270m's own arms" in text
+    assert "sentence 0.03" in text and "+0.030 [-0.020, +0.080]" in text.replace("−", "-")
+    assert "sentence 0.01" not in text  # the main verdict belongs to section 1

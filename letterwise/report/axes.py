@@ -6,10 +6,13 @@ details), as docs/results/<group>/<run>/ keeps them."""
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 from letterwise.numbers import MISSING, ci, num
+from letterwise.report.common import arms_text
 from letterwise.report.loading import TASKS, SavedRun, instrument_label, instrument_sections
+from letterwise.report.tables import verdict_table
 
 # The knobs that make a recipe (everything else the axes runs share with the default).
 RECIPE_KEYS = (
@@ -194,28 +197,54 @@ def dose_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def axes_section(runs: list[SavedRun], default: dict[str, Any], figures: Any,
-                 folder: str) -> list[str]:  # fmt: skip
+def model_verdict_tables(model_verdicts: dict[Path, dict[str, Any]]) -> list[str]:
+    """The verdict's rule on another model's arms, one table per <controls>-<model>/ folder."""
+    out: list[str] = []
+    for number, (path, verdict) in enumerate(model_verdicts.items(), start=1):
+        model = path.parent.name.partition("-")[2] or path.parent.name
+        arms = arms_text(verdict.get("arms") or {})
+        out += [
+            f"Table 8.{number}. The verdict's rule (section 1) on {model}'s own arms "
+            f"({arms or '–'}; from `{path}`, `python -m letterwise.eval.verdict "
+            f"{path.parent}`). Transfer claimed: **{'yes' if verdict['claimed'] else 'no'}**. "
+            f"{verdict['sentence'].strip()}",
+            "",
+            *verdict_table(verdict),
+            "",
+        ]
+    return out
+
+
+def axes_section(
+    runs: list[SavedRun],
+    default: dict[str, Any],
+    figures: Any,
+    folder: str,
+    model_verdicts: dict[Path, dict[str, Any]] | None = None,
+) -> list[str]:
     out = ["### Recipe, training steps and model", ""]
     groups = settings(runs, default)
+    verdicts = model_verdict_tables(model_verdicts or {})
     if len(groups) < 2:
         return out + [
             "Absent: fewer than two settings are saved under the axes results "
             f"(`{folder}`); run `python -m letterwise.experiments recipe dose models` and save "
             "each run's details there.",
             "",
-        ]
+        ] + verdicts
     out += [
         "Table 8. The spelling (treatment) arm by model × recipe × training steps: the spelling "
         "gain, the answer format kept, and fine-tuned − base on the format-neutral slots "
         "(95% CI; with several seeds, their mean and range). Recipe runs are on the "
         "validation split (tuning), the rest on test. Control-corrected estimates exist only "
-        "where control arms were trained (the verdict, section 1); elsewhere the row is "
-        f"fine-tuned − base. Saved runs: `{folder}` and the spelling arm's seeds in "
-        "docs/results/controls/.",
+        "where control arms were trained (the verdict, section 1"
+        + (", and below for other models" if verdicts else "")
+        + f"); elsewhere the row is fine-tuned − base. Saved runs: `{folder}` and the "
+        "spelling arm's seeds in docs/results/controls/.",
         "",
         *axes_table(groups),
         "",
+        *verdicts,
     ]
     if "recipe_tradeoff.png" in figures:
         out += figures.show(

@@ -202,6 +202,8 @@ class Inputs:
     replay: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # run -> tasks
     axes: list[SavedRun] = field(default_factory=list)  # model/recipe/steps runs
     axes_path: Path = Path("docs/results/axes")
+    # the same rule on other models' arms: <controls>-<model>/verdict.json beside the main one
+    model_verdicts: dict[Path, dict[str, Any]] = field(default_factory=dict)
 
 
 def loss_points(loss_tsv: Path) -> list[dict[str, float]]:
@@ -356,6 +358,8 @@ def load_inputs(
         inputs.choices = choice_records(predictions)
     if verdict.is_file():
         inputs.verdict = check_verdict(read_json(verdict), verdict)
+    for path in sorted(verdict.parent.parent.glob(f"{verdict.parent.name}-*/{verdict.name}")):
+        inputs.model_verdicts[path] = check_verdict(read_json(path), path)
     if qwen3_data.is_dir():
         inputs.qwen3_data = {p.stem: read_json(p) for p in sorted(qwen3_data.glob("*.json"))}
     if timing is not None and timing.is_file():

@@ -109,7 +109,8 @@ def results_section(reference: Run, runs: list[Run], inputs: Inputs, figures: Fi
             *tables.replay_table(inputs.replay),
             "",
         ]
-    return out + axes_section(inputs.axes, reference.params, figures, str(inputs.axes_path))
+    return out + axes_section(inputs.axes, reference.params, figures, str(inputs.axes_path),
+                              inputs.model_verdicts)
 
 
 def breakdown_figures(inputs: Inputs, figures: Figures) -> list[str]:
