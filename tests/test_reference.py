@@ -214,13 +214,40 @@ def test_reproduction_guide_quotes_the_committed_result_tables(arguments):
     assert not missing, f"docs/experiment_reproduction.md does not quote {folder}: {missing[:3]}"
 
 
-def test_reproduction_guide_quotes_the_committed_verdict():
+VERDICTS = sorted(
+    p.relative_to(REPO_ROOT) for p in REPO_ROOT.glob("docs/results/controls*/verdict.json")
+)
+
+
+@pytest.mark.parametrize("path", VERDICTS, ids=str)
+def test_reproduction_guide_quotes_the_committed_verdict(path):
     """Section 9 of the guide carries the verdict table as the report renders it from
-    docs/results/controls/verdict.json (so a recomputed verdict must be quoted again)."""
+    docs/results/controls/verdict.json, section 10 another model's (so a recomputed verdict
+    must be quoted again)."""
     from letterwise.report.tables import verdict_table
 
-    verdict = json.loads((REPO_ROOT / "docs/results/controls/verdict.json").read_text())
+    verdict = json.loads((REPO_ROOT / path).read_text())
     guide = (REPO_ROOT / "docs/experiment_reproduction.md").read_text()
     missing = [line for line in verdict_table(verdict) if line not in guide]
     assert not missing, f"the guide does not quote verdict.json: {missing[:2]}"
     assert " ".join(verdict["sentence"].split()) in " ".join(guide.split())
+
+
+def test_readme_verdict_paragraph_quotes_the_committed_verdict():
+    """README's verdict paragraph: the seed count and the numbers it names (calibrated and plain
+    position slot, spelling minus the negative control; the positive control's calibrated gain)
+    are verdict.json's."""
+    from letterwise.numbers import ci
+
+    verdict = json.loads((REPO_ROOT / "docs/results/controls/verdict.json").read_text())
+    rows = {(r["task"], r["instrument"]): r for r in verdict["rows"]}
+    readme = " ".join((REPO_ROOT / "README.md").read_text().replace("\u2212", "-").split())
+    seeds = min(len(found) for found in verdict["arms"].values())
+    assert f"{['no', 'one', 'two', 'three', 'four'][seeds]} training seeds per arm" in readme
+    expected = [
+        ci(rows["position", "cloze_calibrated"]["positive_control"], sign=True),
+        ci(rows["position", "cloze_calibrated"]["treatment_minus_negative"], sign=True),
+        ci(rows["position", "cloze"]["treatment_minus_negative"], sign=True),
+    ]
+    missing = [text for text in expected if text.replace("\u2212", "-") not in readme]
+    assert not missing, f"README's verdict paragraph does not quote verdict.json: {missing}"
