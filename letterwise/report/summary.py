@@ -91,7 +91,7 @@ def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
             "verdict.png",
             "treatment vs controls per format-neutral instrument",
             "Treatment vs controls on the format-neutral instruments "
-            f"({', '.join(instrument_label(i) for i in FORMAT_NEUTRAL)}): fine-tuned minus base "
+            f"({' and '.join(instrument_label(i) for i in FORMAT_NEUTRAL)}): fine-tuned minus base "
             "per arm and the treatment − negative control difference, 95% CIs; seeds per arm: "
             + ", ".join(f"{a} {n}" for a, n in seeds.items())
             + ". Transfer needs the last row above 0 where the positive control is seen.",
