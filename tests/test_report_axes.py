@@ -134,3 +134,23 @@ def test_another_models_verdict_is_found_beside_the_main_one_and_rendered(tmp_pa
     assert "Table 8.1. The verdict's rule (section 1) on gemma3-270m's own arms" in text
     assert "sentence 0.03" in text and "+0.030 [-0.020, +0.080]" in text.replace("−", "-")
     assert "sentence 0.01" not in text  # the main verdict belongs to section 1
+
+
+def test_future_work_names_a_recipe_only_when_one_reaches_both_goals(tmp_path):
+    from letterwise.report.loading import Inputs, Run
+    from letterwise.report.outlook import recipe_item
+
+    reference = Run("reference", "HEAD", DEFAULT, {})
+    validation = {"build_dataset.replay_share": 0.5, "eval.split": "validation"}
+    # in-format 0.45 of 0.50 = 0.9 kept, but the spelling gain's CI is [-0.01, +0.09]
+    save_run(tmp_path / "a", "replay50", validation, 0.04, 0.0, fmt=(0.5, 0.45))
+    save_run(tmp_path / "a", "default-val", {"eval.split": "validation"}, 0.10, 0.0)
+    item = recipe_item(reference, Inputs(axes=load_saved_runs(tmp_path / "a")))
+    assert "none of the 2 settings searched on validation does both" in item
+    # a gain of 0.08, CI [+0.03, +0.13], at 0.9 kept: this recipe reaches both goals
+    save_run(tmp_path / "b", "replay50", validation, 0.08, 0.0, fmt=(0.5, 0.45))
+    item = recipe_item(reference, Inputs(axes=load_saved_runs(tmp_path / "b")))
+    assert item == (
+        "Run the format-keeping recipe (replay=0.5 (80 steps)) on test with its controls."
+    )
+    assert "tuned on validation" in recipe_item(reference, Inputs())

@@ -56,7 +56,7 @@ def render(runs: list[Run], figures_dir: Path, inputs: Inputs | None = None) -> 
         *qwen3_section(reference, runs, inputs),
         *limitations_section(reference, runs, inputs),
         *deployment_section(reference),
-        *future_work_section(inputs),
+        *future_work_section(reference, inputs),
         *references_section(),
     ]
     if inputs.verdict is not None and tables.per_seed_table(inputs.verdict):
