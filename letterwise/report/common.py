@@ -74,5 +74,6 @@ def arms_text(arms: dict[str, list[int]], style: str = "plain") -> str:
     parts = []
     for arm, seeds in arms.items():
         name = f"`{arm}`" if style == "code" else arm
-        parts.append(f"{name} ({'seeds ' + ', '.join(map(str, seeds)) if seeds else 'no run'})")
+        label = "seed " if len(seeds) == 1 else "seeds "
+        parts.append(f"{name} ({label + ', '.join(map(str, seeds)) if seeds else 'no run'})")
     return "; ".join(parts)
