@@ -181,7 +181,11 @@ QUOTED_RESULTS = ("metrics", "docs/results/every-instrument")
 REPLAY_RUNS = ("docs/results/replay/val-replay0", "docs/results/replay/val-replay25")
 # Section 10: dose-response, the second model family and the recipe search.
 AXES_TABLES = (
-    ("docs/results/axes/dose-steps40", "docs/results/controls/spelling-seed42"),
+    (
+        "docs/results/axes/dose-steps40",
+        "docs/results/controls/spelling-seed42",
+        "docs/results/axes/dose-steps160",
+    ),
     ("docs/results/axes/models-gemma3-270m",),
     (
         "docs/results/axes/recipe-default",
