@@ -185,6 +185,7 @@ AXES_TABLES = (
         "docs/results/axes/dose-steps40",
         "docs/results/controls/spelling-seed42",
         "docs/results/axes/dose-steps160",
+        "docs/results/axes/dose-steps320",
     ),
     ("docs/results/axes/models-gemma3-270m",),
     (
