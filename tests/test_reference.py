@@ -192,6 +192,7 @@ AXES_TABLES = (
         "docs/results/axes/recipe-default",
         "docs/results/axes/recipe-replay50",
         "docs/results/axes/recipe-lr3e-4",
+        "docs/results/axes/recipe-attention-only",
     ),
 )
 
