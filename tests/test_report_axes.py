@@ -154,3 +154,59 @@ def test_future_work_names_a_recipe_only_when_one_reaches_both_goals(tmp_path):
         "Run the format-keeping recipe (replay=0.5 (80 steps)) on test with its controls."
     )
     assert "tuned on validation" in recipe_item(reference, Inputs())
+
+
+def dose_verdict(treatment: float, negative: float, claimed: bool) -> dict:
+    """A verdict with one format-neutral row (position, calibrated slot) and one other row."""
+    def block(delta: float) -> dict:
+        return {"delta": delta, "ci_low": delta - 0.04, "ci_high": delta + 0.04, "p_value": 0.3}
+
+    row = {"task": "position", "instrument": "cloze_calibrated", "format_neutral": True,
+           "treatment": block(treatment), "negative_control": block(negative),
+           "positive_control": block(0.1), "treatment_minus_negative": block(treatment - negative),
+           "detects_positive_control": True, "explained_by": ["first_letter"],
+           "supports_transfer": claimed}  # fmt: skip
+    direct = {**row, "instrument": "direct", "format_neutral": False}
+    return {"rule": "r", "sentence": "s", "claimed": claimed, "rows": [direct, row],
+            "arms": {"spelling": [42], "negative_control": [42], "positive_control": [42]}}
+
+
+def test_dose_verdicts_load_by_step_count_and_render_one_row_per_format_neutral_slot(tmp_path):
+    from letterwise.report.loading import Inputs, Run
+    from letterwise.report.outlook import dose_item
+
+    dose = tmp_path / "dose"
+    for name, verdict in (("steps320", dose_verdict(0.25, 0.05, False)),
+                          ("steps40", dose_verdict(0.03, 0.01, False)),
+                          ("notsteps", dose_verdict(0.9, 0.0, True))):  # fmt: skip
+        (dose / name).mkdir(parents=True)
+        (dose / name / "verdict.json").write_text(json.dumps(verdict))
+    inputs = load_inputs(loss=[], breakdowns=[], predictions=None,
+                         verdict=tmp_path / "controls" / "verdict.json",
+                         qwen3_data=tmp_path / "none", timing=None, replay=None,
+                         dose=dose)  # fmt: skip
+    assert sorted(inputs.dose_verdicts) == [40, 320]  # "notsteps" names no step count
+    text = "\n".join(axes.dose_verdict_block(inputs.dose_verdicts, 2)).replace("−", "-")
+    assert "Table 8.2. Dose-response with the controls" in text
+    assert "Transfer claimed at: **no step count**" in text
+    # 320 steps: spelling +0.25, negative +0.05, difference +0.20 with CI +0.20 ± 0.04
+    assert ("| 320 | 1/1/1 | position | cloze, calibrated | +0.250 | +0.050 "
+            "| +0.100 [+0.060, +0.140] | +0.200 [+0.160, +0.240] | yes | first_letter "
+            "| **no** |") in text
+    assert text.index("| 40 |") < text.index("| 320 |")  # ordered by steps
+    assert "| direct |" not in text  # only the format-neutral rows
+    # one step count is not a dose-response
+    assert axes.dose_verdict_block({320: inputs.dose_verdicts[320]}, 2) == []
+
+    # future work: the step counts of the saved runs that still lack control arms
+    runs = tmp_path / "axes"
+    for steps in (40, 160, 320):
+        save_run(runs, f"dose-steps{steps}", {"train.max_steps": steps}, 0.1, 0.0)
+    reference = Run("reference", "HEAD", DEFAULT, {})
+    inputs.axes = load_saved_runs(runs)
+    assert dose_item(reference, inputs) == (
+        "Control arms at 160 steps (the dose-response has them only at 40, 320) and a full "
+        "epoch of the token subset.")  # fmt: skip
+    inputs.dose_verdicts[160] = inputs.dose_verdicts[40]
+    assert dose_item(reference, inputs).startswith("More seeds per arm at 40, 160, 320 steps")
+    assert "dose-response over training steps" in dose_item(reference, Inputs())

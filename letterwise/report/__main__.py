@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         "its params.yaml and details (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
+        "--dose", type=Path, default=Path("docs/results/dose"),
+        help="the verdict's arms at other training-step counts, one steps<N>/ folder each with "
+        "its verdict.json (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", type=Path, default=Path("docs/report.md"), help="default: %(default)s"
     )
     parser.add_argument(
@@ -223,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         timing=args.timing,
         replay=args.replay,
         axes=args.axes,
+        dose=args.dose,
     )
     figures_dir = args.out.parent / f"{args.out.stem}_figures"
     text = render(runs, figures_dir, inputs)

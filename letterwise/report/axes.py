@@ -215,16 +215,71 @@ def model_verdict_tables(model_verdicts: dict[Path, dict[str, Any]]) -> list[str
     return out
 
 
+def dose_verdict_table(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]]) -> list[str]:
+    """The verdict's format-neutral rows at each training-step count: spelling, negative and
+    positive control (fine-tuned − base), spelling − negative, and what explains it."""
+    lines = [
+        "| steps | seeds per arm | task | instrument | spelling Δ | negative control Δ "
+        "| positive control Δ | spelling − negative [95% CI] | sees positive control "
+        "| explained by | supports transfer |",
+        "|---:|---|---|---|---:|---:|---:|---|---|---|---|",
+    ]
+
+    def cell(d: Any) -> str:
+        return ci(d, sign=True) if isinstance(d, dict) and d.get("delta") is not None else MISSING
+
+    def yes(value: Any) -> str:
+        return {True: "yes", False: "no"}.get(value, MISSING)
+
+    for steps, (_, verdict) in sorted(dose_verdicts.items()):
+        seeds = "/".join(str(len(v)) for v in (verdict.get("arms") or {}).values()) or MISSING
+        for row in verdict["rows"]:
+            if not row.get("format_neutral"):
+                continue
+            d = row.get("treatment_minus_negative") or {}
+            lines.append(
+                f"| {steps} | {seeds} | {row['task']} | {instrument_label(row['instrument'])} "
+                f"| {num((row.get('treatment') or {}).get('delta'), sign=True)} "
+                f"| {num((row.get('negative_control') or {}).get('delta'), sign=True)} "
+                f"| {cell(row.get('positive_control'))} | {cell(d)} "
+                f"| {yes(row.get('detects_positive_control'))} "
+                f"| {', '.join(row.get('explained_by') or []) or 'nothing'} "
+                f"| **{yes(row.get('supports_transfer'))}** |"
+            )
+    return lines
+
+
+def dose_verdict_block(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]],
+                       number: int) -> list[str]:  # fmt: skip
+    """Table 8.<number>: the rule applied at every step count that has its three arms."""
+    if len(dose_verdicts) < 2:
+        return []
+    claimed = [steps for steps, (_, v) in sorted(dose_verdicts.items()) if v.get("claimed")]
+    sources = ", ".join(f"`{path}`" for _, (path, _) in sorted(dose_verdicts.items()))
+    return [
+        f"Table 8.{number}. Dose-response with the controls: the verdict's rule (section 1) on "
+        "the three arms trained for each step count (default recipe, test split; the "
+        "format-neutral slots; seeds per arm as spelling/negative/positive). Transfer claimed "
+        "at: **" + (", ".join(f"{s} steps" for s in claimed) or "no step count") + "**. "
+        f"From {sources} (`python -m letterwise.eval.verdict <folder>`).",
+        "",
+        *dose_verdict_table(dose_verdicts),
+        "",
+    ]
+
+
 def axes_section(
     runs: list[SavedRun],
     default: dict[str, Any],
     figures: Any,
     folder: str,
     model_verdicts: dict[Path, dict[str, Any]] | None = None,
+    dose_verdicts: dict[int, tuple[Path, dict[str, Any]]] | None = None,
 ) -> list[str]:
     out = ["### Recipe, training steps and model", ""]
     groups = settings(runs, default)
     verdicts = model_verdict_tables(model_verdicts or {})
+    verdicts += dose_verdict_block(dose_verdicts or {}, len(model_verdicts or {}) + 1)
     if len(groups) < 2:
         return out + [
             "Absent: fewer than two settings are saved under the axes results "

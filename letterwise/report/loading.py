@@ -5,6 +5,7 @@ Qwen3 data results, the timing of the reference run)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,8 @@ class Inputs:
     axes_path: Path = Path("docs/results/axes")
     # the same rule on other models' arms: <controls>-<model>/verdict.json beside the main one
     model_verdicts: dict[Path, dict[str, Any]] = field(default_factory=dict)
+    # the rule at other training-step counts: <dose>/steps<N>/verdict.json, by N
+    dose_verdicts: dict[int, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
 
 
 def loss_points(loss_tsv: Path) -> list[dict[str, float]]:
@@ -339,6 +342,7 @@ def load_inputs(
     timing: Path | None,
     replay: Path | None,
     axes: Path | None = None,
+    dose: Path | None = None,
 ) -> Inputs:
     """Read every side input. A loss curve or predictions file that is named and missing is a
     clear error; the other inputs may be absent, and the report then says so."""
@@ -360,6 +364,11 @@ def load_inputs(
         inputs.verdict = check_verdict(read_json(verdict), verdict)
     for path in sorted(verdict.parent.parent.glob(f"{verdict.parent.name}-*/{verdict.name}")):
         inputs.model_verdicts[path] = check_verdict(read_json(path), path)
+    if dose is not None:
+        for path in sorted(dose.glob(f"steps*/{verdict.name}")):
+            steps = re.fullmatch(r"steps(\d+)", path.parent.name)
+            if steps:
+                inputs.dose_verdicts[int(steps[1])] = (path, check_verdict(read_json(path), path))
     if qwen3_data.is_dir():
         inputs.qwen3_data = {p.stem: read_json(p) for p in sorted(qwen3_data.glob("*.json"))}
     if timing is not None and timing.is_file():

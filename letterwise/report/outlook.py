@@ -112,6 +112,23 @@ def recipe_item(reference: Run, inputs: Inputs) -> str:
             f"{len(rows)} settings searched on validation does both (Table 8).")  # fmt: skip
 
 
+def dose_item(reference: Run, inputs: Inputs) -> str:
+    """What the dose-response leaves to do: a dose-response at all, control arms at the step
+    counts without them, or more seeds where they have one."""
+    default = (reference.params.get("train") or {}).get("max_steps")
+    steps = sorted({r.setting("train", "max_steps") for r in inputs.axes} - {None, default})
+    if not steps:
+        return ("Train on the whole token subset (more steps) and report a dose-response over "
+                "training steps.")  # fmt: skip
+    missing = [s for s in steps if s not in inputs.dose_verdicts]
+    if missing:
+        return (f"Control arms at {', '.join(map(str, missing))} steps (the dose-response has "
+                "them only at " + (", ".join(map(str, sorted(inputs.dose_verdicts))) or
+                                   str(default)) + ") and a full epoch of the token subset.")
+    return (f"More seeds per arm at {', '.join(map(str, steps))} steps (one each; Table 8 "
+            "dose-response with the controls) and a full epoch of the token subset.")
+
+
 def other_models(inputs: Inputs) -> list[str]:
     """Models besides the reference's with their own verdict (<controls>-<model>/)."""
     return [path.parent.name.partition("-")[2] for path in inputs.model_verdicts]
@@ -197,13 +214,8 @@ def future_work_section(reference: Run, inputs: Inputs) -> list[str]:
     if inputs.verdict is None:
         items.append(f"Run the control arms over three seeds and compute the verdict "
                      f"(`{VERDICT_COMMAND}`).")  # fmt: skip
-    steps = sorted({r.setting("train", "max_steps") or 0 for r in inputs.axes})
     items += [
-        "Control arms at every step count of the dose-response (only the default step count "
-        "has them) and a full epoch of the token subset."
-        if len(steps) > 1
-        else "Train on the whole token subset (more steps) and report a dose-response over "
-        "training steps.",
+        dose_item(reference, inputs),
         "The Qwen3-4B run on a GPU, thinking vs non-thinking (section 6).",
         "More seeds for the second family's arms (Table 8.1)."
         if other_models(inputs)
