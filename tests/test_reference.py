@@ -257,3 +257,23 @@ def test_readme_verdict_paragraph_quotes_the_committed_verdict():
     ]
     missing = [text for text in expected if text.replace("\u2212", "-") not in readme]
     assert not missing, f"README's verdict paragraph does not quote verdict.json: {missing}"
+
+
+def test_reproduction_guide_quotes_the_dose_response_with_the_controls():
+    """Section 10 carries the verdict's format-neutral rows at every step count as the report's
+    dose table renders them: docs/results/dose/steps<N>/verdict.json beside the default
+    step count's docs/results/controls/verdict.json."""
+    from letterwise.report.axes import dose_verdict_table
+
+    dose = {
+        int(p.parent.name.removeprefix("steps")): (p, json.loads(p.read_text()))
+        for p in sorted(REPO_ROOT.glob("docs/results/dose/steps*/verdict.json"))
+    }
+    if not dose:
+        pytest.skip("no dose-response verdicts committed")
+    steps = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train"]["max_steps"]
+    main = REPO_ROOT / "docs/results/controls/verdict.json"
+    dose.setdefault(steps, (main, json.loads(main.read_text())))
+    guide = (REPO_ROOT / "docs/experiment_reproduction.md").read_text()
+    missing = [line for line in dose_verdict_table(dose) if line not in guide]
+    assert not missing, f"the guide does not quote the dose verdicts: {missing[:2]}"
