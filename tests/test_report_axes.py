@@ -197,6 +197,15 @@ def test_dose_verdicts_load_by_step_count_and_render_one_row_per_format_neutral_
     assert "| direct |" not in text  # only the format-neutral rows
     # one step count is not a dose-response
     assert axes.dose_verdict_block({320: inputs.dose_verdicts[320]}, 2) == []
+    # the figure's rows: spelling − negative per step count, format-neutral slots only
+    rows = axes.dose_control_rows(inputs.dose_verdicts)
+    assert [(r["steps"], r["instrument"], round(r["delta"], 3)) for r in rows] == [
+        (40, "cloze, calibrated", 0.02), (320, "cloze, calibrated", 0.2)]
+    assert axes.dose_control_rows({320: inputs.dose_verdicts[320]}) == []
+    # the main verdict joins at the reference's own step count (80), unless a folder has it
+    inputs.verdict, inputs.verdict_path = dose_verdict(0.1, 0.09, False), Path("main.json")
+    merged = axes.dose_verdicts_with_reference(inputs, DEFAULT)
+    assert sorted(merged) == [40, 80, 320] and merged[80][0] == Path("main.json")
 
     # future work: the step counts of the saved runs that still lack control arms
     runs = tmp_path / "axes"

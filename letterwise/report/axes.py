@@ -168,9 +168,10 @@ def tradeoff_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def dose_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def dose_chart(rows: list[dict[str, Any]],
+               y_title: str = "fine-tuned − base (95% CI)") -> dict[str, Any]:  # fmt: skip
     x = {"field": "steps", "type": "quantitative", "title": "training steps (batch 8)"}
-    y = {"field": "delta", "type": "quantitative", "title": "fine-tuned − base (95% CI)"}
+    y = {"field": "delta", "type": "quantitative", "title": y_title}
     colour = {"field": "instrument", "type": "nominal", "title": "instrument"}
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
@@ -213,6 +214,33 @@ def model_verdict_tables(model_verdicts: dict[Path, dict[str, Any]]) -> list[str
             "",
         ]
     return out
+
+
+def dose_verdicts_with_reference(inputs: Any, params: dict[str, Any]) -> dict[int, tuple]:
+    """The dose verdicts plus the main verdict at the reference's own step count (whose arms
+    live in the controls folder); empty when there are no dose verdicts."""
+    dose = dict(inputs.dose_verdicts)
+    steps = (params.get("train") or {}).get("max_steps")
+    if dose and inputs.verdict is not None and isinstance(steps, int):
+        dose.setdefault(steps, (inputs.verdict_path, inputs.verdict))
+    return dose
+
+
+def dose_control_rows(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]]) -> list[dict]:
+    """Spelling − negative control per step count, task and format-neutral slot (the dose
+    chart's rows); none unless at least two step counts have their arms."""
+    if len(dose_verdicts) < 2:
+        return []
+    rows = []
+    for steps, (_, verdict) in sorted(dose_verdicts.items()):
+        for row in verdict["rows"]:
+            d = row.get("treatment_minus_negative") or {}
+            if row.get("format_neutral") and d.get("delta") is not None:
+                rows.append({"steps": steps, "task": row["task"],
+                             "instrument": instrument_label(row["instrument"]),
+                             "delta": d["delta"], "low": d.get("ci_low"),
+                             "high": d.get("ci_high"), "seed": "pooled"})  # fmt: skip
+    return rows
 
 
 def dose_verdict_table(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]]) -> list[str]:
@@ -314,5 +342,14 @@ def axes_section(
             "Dose-response, default recipe, test split: fine-tuned − base per instrument and "
             "task against training steps (0 = the base model; lines through the mean over "
             "seeds, 95% CIs per run).",
+        )  # fmt: skip
+    if "dose_controls.png" in figures:
+        out += figures.show(
+            "dose_controls.png", "dose-response against the negative control",
+            "Dose-response with the controls, test split: spelling arm − negative control "
+            "(each fine-tuned − base) on the format-neutral slots against training steps, "
+            "95% CIs of the verdict's bootstrap (seeds pooled where an arm has several). "
+            "Whether a point is transfer is the rule's call (the table above): a habit can "
+            "explain it.",
         )  # fmt: skip
     return out

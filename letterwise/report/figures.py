@@ -502,4 +502,8 @@ def figure_plan(runs: list[Run], reference: Run, inputs: Any) -> dict[str, dict[
         dose = axes.dose_rows(groups, str(reference.params.get("model")))
         if dose:
             plan["dose_response.png"] = axes.dose_chart(dose)
+    controls = axes.dose_control_rows(axes.dose_verdicts_with_reference(inputs, reference.params))
+    if controls:
+        plan["dose_controls.png"] = axes.dose_chart(
+            controls, "spelling − negative control (95% CI)")
     return plan

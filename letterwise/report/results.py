@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from letterwise.report import tables
-from letterwise.report.axes import axes_section
+from letterwise.report.axes import axes_section, dose_verdicts_with_reference
 from letterwise.report.common import (
     TRANSFER_TASKS,
     Figures,
@@ -109,12 +109,9 @@ def results_section(reference: Run, runs: list[Run], inputs: Inputs, figures: Fi
             *tables.replay_table(inputs.replay),
             "",
         ]
-    dose = dict(inputs.dose_verdicts)
-    steps = (reference.params.get("train") or {}).get("max_steps")
-    if dose and inputs.verdict is not None and isinstance(steps, int):
-        dose.setdefault(steps, (inputs.verdict_path, inputs.verdict))  # the reference's step count
     return out + axes_section(inputs.axes, reference.params, figures, str(inputs.axes_path),
-                              inputs.model_verdicts, dose)
+                              inputs.model_verdicts,
+                              dose_verdicts_with_reference(inputs, reference.params))
 
 
 def breakdown_figures(inputs: Inputs, figures: Figures) -> list[str]:
