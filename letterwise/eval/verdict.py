@@ -453,7 +453,8 @@ def _with_ci(block: dict[str, Any]) -> str:
     return f"{_signed(block['delta'])} [{_signed(block['ci_low'])}, {_signed(block['ci_high'])}]"
 
 
-def _why_not(row: dict[str, Any]) -> str:
+def why_not(row: dict[str, Any]) -> str:
+    """Why a format-neutral row does not support transfer ("" when it does)."""
     reasons = []
     if not row["detects_positive_control"]:
         reasons.append("positive control not detected")
@@ -495,7 +496,7 @@ def verdict_sentence(rows: list[dict[str, Any]], arms: dict[str, list[int]]) -> 
         )
     parts = [
         f"{_with_ci(row['treatment_minus_negative'])} on {row['task']} ({row['instrument']}: "
-        f"{_why_not(row)})"
+        f"{why_not(row)})"
         for row in neutral
     ]
     return (
@@ -555,7 +556,7 @@ def _outcome(row: dict[str, Any]) -> Text:
         return Text("not format-neutral")
     if row["treatment_minus_negative"] is None or row["positive_control"] is None:
         return Text("arm missing")
-    return Text(_why_not(row))
+    return Text(why_not(row))
 
 
 def verdict_table(verdict: dict[str, Any]) -> Table:

@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from letterwise.eval.verdict import why_not
 from letterwise.numbers import MISSING, ci, num
 from letterwise.report.common import arms_text
 from letterwise.report.loading import TASKS, SavedRun, instrument_label, instrument_sections
@@ -249,7 +250,7 @@ def dose_verdict_table(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]]) ->
     lines = [
         "| steps | seeds per arm | task | instrument | spelling Δ | negative control Δ "
         "| positive control Δ | spelling − negative [95% CI] | sees positive control "
-        "| explained by | supports transfer |",
+        "| why not transfer | supports transfer |",
         "|---:|---|---|---|---:|---:|---:|---|---|---|---|",
     ]
 
@@ -271,7 +272,7 @@ def dose_verdict_table(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]]) ->
                 f"| {num((row.get('negative_control') or {}).get('delta'), sign=True)} "
                 f"| {cell(row.get('positive_control'))} | {cell(d)} "
                 f"| {yes(row.get('detects_positive_control'))} "
-                f"| {', '.join(row.get('explained_by') or []) or 'nothing'} "
+                f"| {why_not(row) or MISSING} "
                 f"| **{yes(row.get('supports_transfer'))}** |"
             )
     return lines
