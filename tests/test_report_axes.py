@@ -215,9 +215,12 @@ def test_dose_verdicts_load_by_step_count_and_render_one_row_per_format_neutral_
         save_run(runs, f"dose-steps{steps}", {"train.max_steps": steps}, 0.1, 0.0)
     reference = Run("reference", "HEAD", DEFAULT, {})
     inputs.axes = load_saved_runs(runs)
+    inputs.verdict = None
     assert dose_item(reference, inputs) == (
         "Control arms at 160 steps (the dose-response has them only at 40, 320) and a full "
         "epoch of the token subset.")  # fmt: skip
+    inputs.verdict = dose_verdict(0.1, 0.09, False)  # the main verdict: arms at 80 steps
+    assert "has them only at 40, 80, 320)" in dose_item(reference, inputs)
     inputs.dose_verdicts[160] = inputs.dose_verdicts[40]
     assert dose_item(reference, inputs).startswith("More seeds per arm at 40, 160, 320 steps")
     assert "dose-response over training steps" in dose_item(reference, Inputs())

@@ -121,10 +121,13 @@ def dose_item(reference: Run, inputs: Inputs) -> str:
         return ("Train on the whole token subset (more steps) and report a dose-response over "
                 "training steps.")  # fmt: skip
     missing = [s for s in steps if s not in inputs.dose_verdicts]
+    # the main verdict's arms are trained at the reference's own step count
+    have = sorted(set(inputs.dose_verdicts) | ({default} if inputs.verdict else set()))
     if missing:
-        return (f"Control arms at {', '.join(map(str, missing))} steps (the dose-response has "
-                "them only at " + (", ".join(map(str, sorted(inputs.dose_verdicts))) or
-                                   str(default)) + ") and a full epoch of the token subset.")
+        return (f"Control arms at {', '.join(map(str, missing))} steps ("
+                + (f"the dose-response has them only at {', '.join(map(str, have))}"
+                   if have else "no step count has them")
+                + ") and a full epoch of the token subset.")
     return (f"More seeds per arm at {', '.join(map(str, steps))} steps (one each; Table 8 "
             "dose-response with the controls) and a full epoch of the token subset.")
 
