@@ -255,6 +255,17 @@ def test_readme_verdict_paragraph_quotes_the_committed_verdict():
         ci(rows["position", "cloze_calibrated"]["treatment_minus_negative"], sign=True),
         ci(rows["position", "cloze"]["treatment_minus_negative"], sign=True),
     ]
+    # the longest dose-response run with its arms: the calibrated slots' numbers it names
+    dose = sorted(REPO_ROOT.glob("docs/results/dose/steps*/verdict.json"),
+                  key=lambda p: int(p.parent.name.removeprefix("steps")))  # fmt: skip
+    if dose:
+        rows = json.loads(dose[-1].read_text())["rows"]
+        longest = {(r["task"], r["instrument"]): r for r in rows}
+        expected += [
+            ci(longest[task, "cloze_calibrated"][key], sign=True)
+            for task in ("position", "count")
+            for key in ("positive_control", "treatment_minus_negative")
+        ]
     missing = [text for text in expected if text.replace("\u2212", "-") not in readme]
     assert not missing, f"README's verdict paragraph does not quote verdict.json: {missing}"
 
