@@ -259,8 +259,8 @@ def test_readme_verdict_paragraph_quotes_the_committed_verdict():
     dose = sorted(REPO_ROOT.glob("docs/results/dose/steps*/verdict.json"),
                   key=lambda p: int(p.parent.name.removeprefix("steps")))  # fmt: skip
     if dose:
-        rows = json.loads(dose[-1].read_text())["rows"]
-        longest = {(r["task"], r["instrument"]): r for r in rows}
+        dose_rows = json.loads(dose[-1].read_text())["rows"]
+        longest = {(r["task"], r["instrument"]): r for r in dose_rows}
         expected += [
             ci(longest[task, "cloze_calibrated"][key], sign=True)
             for task in ("position", "count")
