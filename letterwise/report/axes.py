@@ -13,7 +13,7 @@ from letterwise.eval.verdict import why_not
 from letterwise.numbers import MISSING, ci, num
 from letterwise.report.common import arms_text
 from letterwise.report.loading import TASKS, SavedRun, instrument_label, instrument_sections
-from letterwise.report.tables import verdict_table
+from letterwise.report.tables import delta_cell, verdict_table, yes_no
 
 # The knobs that make a recipe (everything else the axes runs share with the default).
 RECIPE_KEYS = (
@@ -253,13 +253,7 @@ def dose_verdict_table(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]]) ->
         "| why not transfer | supports transfer |",
         "|---:|---|---|---|---:|---:|---:|---|---|---|---|",
     ]
-
-    def cell(d: Any) -> str:
-        return ci(d, sign=True) if isinstance(d, dict) and d.get("delta") is not None else MISSING
-
-    def yes(value: Any) -> str:
-        return {True: "yes", False: "no"}.get(value, MISSING)
-
+    cell, yes = delta_cell, yes_no
     for steps, (_, verdict) in sorted(dose_verdicts.items()):
         seeds = "/".join(str(len(v)) for v in (verdict.get("arms") or {}).values()) or MISSING
         for row in verdict["rows"]:

@@ -231,6 +231,15 @@ def replay_table(replay: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def delta_cell(d: dict[str, Any] | None) -> str:
+    """A verdict block as "+0.120 [+0.060, +0.180]"; a dash where the arm is missing."""
+    return ci(d, sign=True) if isinstance(d, dict) and d.get("delta") is not None else MISSING
+
+
+def yes_no(value: Any) -> str:
+    return {True: "yes", False: "no"}.get(value, MISSING)
+
+
 def verdict_table(verdict: dict[str, Any]) -> list[str]:
     lines = [
         "| task | instrument | format-neutral | treatment Δ [95% CI] | negative control Δ "
@@ -238,13 +247,7 @@ def verdict_table(verdict: dict[str, Any]) -> list[str]:
         "| explained by | supports transfer |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-
-    def cell(d: dict[str, Any] | None) -> str:
-        return ci(d, sign=True) if isinstance(d, dict) and d.get("delta") is not None else MISSING
-
-    def yes(value: Any) -> str:
-        return {True: "yes", False: "no"}.get(value, MISSING)
-
+    cell, yes = delta_cell, yes_no
     for row in verdict["rows"]:
         diff = row.get("treatment_minus_negative") or {}
         explained = ", ".join(row.get("explained_by") or []) or "nothing"
