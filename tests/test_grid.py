@@ -46,9 +46,15 @@ def test_every_run_of_the_committed_grid_is_a_valid_params_change():
     arms = {run.changes.get("build_dataset.arm") for run in runs if run.group == "controls"}
     assert arms == {"spelling", "negative_control", "positive_control"}
     assert all(run.changes["eval.split"] == "validation" for run in runs if run.group == "recipe")
+    # one epoch = 4,000 training examples / batch 8 = 500 steps
     assert sorted(run.changes["train.max_steps"] for run in runs if run.group == "dose") == [
-        40, 160, 320
+        40, 160, 320, 500
     ]
+    # the control arms at every dose except the default's (its arms are the controls group)
+    dose_controls = {(run.changes["build_dataset.arm"], run.changes["train.max_steps"])
+                     for run in runs if run.group == "dose_controls"}  # fmt: skip
+    assert dose_controls == {(arm, steps) for arm in ("negative_control", "positive_control")
+                             for steps in (40, 160, 320)}  # fmt: skip
     assert {run.changes["model"] for run in runs if run.group == "models"} == {"gemma3-270m"}
 
 
