@@ -204,6 +204,19 @@ class PublishParams(Section):
         return value
 
 
+class VerdictParams(Section):
+    """The verdict rule's pre-registered numbers (letterwise.eval.verdict); no stage reads them,
+    the verdict command and the study plan do."""
+
+    primary_instrument: Literal["cloze", "cloze_calibrated", "oracle", "two_turn"] = (
+        "cloze_calibrated"
+    )
+    primary_outcome: Literal["accuracy", "probability"] = "probability"
+    margin_share: float = Field(0.5, gt=0.0, le=1.0, description="margin / habit-free PC effect")
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="two-sided; TOST at alpha each side")
+    power: float = Field(0.8, ge=0.5, lt=1.0, description="for the minimum detectable effect")
+
+
 class Params(Section):
     model: str = Field("smollm2-135m", description="a preset name, a Hub id or a local directory")
     seed: int = Field(42, ge=0)
@@ -212,6 +225,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     eval: EvalParams = EvalParams()
     publish: PublishParams = PublishParams()
+    verdict: VerdictParams = VerdictParams()
 
     @property
     def training_seed(self) -> int:

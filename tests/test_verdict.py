@@ -20,7 +20,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from letterwise.eval.stats import paired_delta
-from letterwise.eval.verdict import hierarchical_delta, verdict_from_dir
+from letterwise.eval.verdict import Plan, hierarchical_delta, verdict_from_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +35,8 @@ SPELLING_GAIN = BASE | (Q % 5 == 1) | (Q % 5 == 2)  # +80 questions: delta 0.4
 NEGATIVE_GAIN = BASE | (Q % 10 == 1)  # +20 questions: delta 0.1
 POSITIVE_GAIN = np.ones(N, dtype=bool)  # +160 questions: delta 0.8
 SEEDS = (1, 2, 3)
+# the fixtures score 0/1 bits on the plain slot
+PLAN = Plan(primary_instrument="cloze", primary_outcome="accuracy")
 
 
 def bits(values: np.ndarray) -> str:
@@ -94,7 +96,7 @@ def test_transfer_claimed_when_all_three_conditions_hold(tmp_path):
             "positive_control": {"cloze": POSITIVE_GAIN},
         },
     )
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     cloze = row(verdict, "cloze")
     assert verdict["arms"] == {
         "spelling": [1, 2, 3],
@@ -116,7 +118,7 @@ def test_transfer_claimed_when_all_three_conditions_hold(tmp_path):
     assert cloze["explained_by"] == []
     assert cloze["supports_transfer"] is True
     assert verdict["claimed"] is True
-    assert verdict["sentence"].startswith("Transfer on position under cloze: +0.300 [")
+    assert verdict["sentence"].startswith("Position: transfer (spelling minus negative control +0.300 [")
     assert "negative control" in verdict["sentence"]
 
 
@@ -129,7 +131,7 @@ def test_not_claimed_when_the_positive_control_is_not_detected(tmp_path):
             "positive_control": {"cloze": BASE},  # the positive control gains nothing here
         },
     )
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     cloze = row(verdict, "cloze")
     assert cloze["positive_control"]["delta"] == 0
     assert cloze["positive_control"]["ci_low"] == 0  # every resample of all-zero deltas is 0
@@ -137,7 +139,8 @@ def test_not_claimed_when_the_positive_control_is_not_detected(tmp_path):
     assert cloze["treatment_minus_negative"]["ci_low"] > 0  # (b) alone does not make a claim
     assert cloze["supports_transfer"] is False
     assert verdict["claimed"] is False
-    assert verdict["sentence"].startswith("No transfer")
+    assert verdict["sentence"].startswith("Position: inconclusive")
+    assert "No transfer" not in verdict["sentence"]
     assert "positive control not detected" in verdict["sentence"]
 
 
@@ -152,7 +155,7 @@ def test_not_claimed_when_a_strategy_explains_the_gain(tmp_path):
             "positive_control": {"cloze": POSITIVE_GAIN},
         },
     )
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     cloze = row(verdict, "cloze")
     # overall: 40 of questions 0..49 gained (10 of them were already right): 40/200
     assert cloze["treatment_minus_negative"]["delta"] == pytest.approx(0.2)
@@ -180,7 +183,7 @@ def test_a_strategy_right_on_every_question_explains_the_gain(tmp_path):
         },
         strategies=everywhere,
     )
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     cloze = row(verdict, "cloze")
     assert cloze["strategies"]["always"] == {"n_wrong": 0}
     assert cloze["explained_by"] == ["always"]
@@ -199,7 +202,7 @@ def test_a_non_format_neutral_instrument_never_supports_a_claim(tmp_path):
             "positive_control": {"direct": POSITIVE_GAIN, "choice": POSITIVE_GAIN, "cloze": BASE},
         },
     )  # fmt: skip
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     for instrument in ("direct", "choice"):
         passing = row(verdict, instrument)
         assert passing["format_neutral"] is False
@@ -210,7 +213,7 @@ def test_a_non_format_neutral_instrument_never_supports_a_claim(tmp_path):
     assert row(verdict, "cloze")["format_neutral"] is True
     assert verdict["claimed"] is False
     # the sentence speaks only of the format-neutral instrument
-    assert "position (cloze" in verdict["sentence"]
+    assert "on cloze" in verdict["sentence"]
     assert "direct" not in verdict["sentence"] and "choice" not in verdict["sentence"]
 
 
@@ -223,9 +226,10 @@ def test_without_a_format_neutral_instrument_the_sentence_says_so(tmp_path):
             "positive_control": {"direct": POSITIVE_GAIN},
         },
     )
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     assert verdict["claimed"] is False
-    assert "no format-neutral instrument" in verdict["sentence"]
+    assert verdict["outcomes"]["position"]["outcome"] == "inconclusive"
+    assert "cloze was not measured" in verdict["sentence"]
 
 
 def test_a_missing_arm_means_no_claim_and_the_sentence_names_it(tmp_path):
@@ -233,7 +237,7 @@ def test_a_missing_arm_means_no_claim_and_the_sentence_names_it(tmp_path):
         tmp_path,
         {"spelling": {"cloze": SPELLING_GAIN}, "positive_control": {"cloze": POSITIVE_GAIN}},
     )
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     cloze = row(verdict, "cloze")
     assert verdict["arms"]["negative_control"] == []
     assert cloze["negative_control"] is None
@@ -252,7 +256,7 @@ def test_per_seed_rows_use_the_ordinary_paired_delta(tmp_path):
             "positive_control": {"cloze": POSITIVE_GAIN},
         },
     )
-    verdict = verdict_from_dir(tmp_path, seed=7, resamples=500)
+    verdict = verdict_from_dir(tmp_path, seed=7, resamples=500, plan=PLAN)
     assert len(verdict["per_seed"]) == 9  # 3 arms x 3 seeds x 1 task x 1 instrument
     (spelling_2,) = [r for r in verdict["per_seed"] if r["arm"] == "spelling" and r["seed"] == 2]
     assert spelling_2["base"] == pytest.approx(40 / 200)
@@ -385,10 +389,10 @@ def test_same_seed_same_output_different_seed_different_resamples(tmp_path):
             "positive_control": {"cloze": POSITIVE_GAIN},
         },
     )
-    assert verdict_from_dir(tmp_path, seed=1) == verdict_from_dir(tmp_path, seed=1)
+    assert verdict_from_dir(tmp_path, seed=1, plan=PLAN) == verdict_from_dir(tmp_path, seed=1, plan=PLAN)
     bounds = [
         (r["ci_low"], r["ci_high"])
-        for v in (verdict_from_dir(tmp_path, seed=1), verdict_from_dir(tmp_path, seed=2))
+        for v in (verdict_from_dir(tmp_path, seed=1, plan=PLAN), verdict_from_dir(tmp_path, seed=2, plan=PLAN))
         for r in (row(v, "cloze")["treatment"], row(v, "cloze")["treatment_minus_negative"])
     ]
     assert bounds[:2] != bounds[2:]
@@ -409,7 +413,7 @@ def test_mismatched_question_ids_are_an_error_naming_the_runs(tmp_path):
     shuffled[5], shuffled[6] = shuffled[6], shuffled[5]
     write_run(tmp_path, "positive_control", 1, {"cloze": POSITIVE_GAIN}, ids=shuffled)
     with pytest.raises(ValueError, match="negative_control-seed1 and positive_control-seed1"):
-        verdict_from_dir(tmp_path)
+        verdict_from_dir(tmp_path, plan=PLAN)
 
 
 @pytest.mark.parametrize(
@@ -422,7 +426,7 @@ def test_bad_bit_strings_are_an_error(tmp_path, tuned, message):
     data["per_question"]["position"]["correct"]["cloze"]["tuned"] = tuned
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=message):
-        verdict_from_dir(tmp_path)
+        verdict_from_dir(tmp_path, plan=PLAN)
 
 
 def test_runs_without_per_question_results_are_skipped_with_a_note(tmp_path):
@@ -437,7 +441,7 @@ def test_runs_without_per_question_results_are_skipped_with_a_note(tmp_path):
     old = tmp_path / "spelling-seed9"
     old.mkdir()
     (old / "eval_position.json").write_text(json.dumps({"position": {"direct": {}}}))
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     assert verdict["arms"]["spelling"] == [1, 2, 3]
     assert any("spelling-seed9" in note and "per_question" in note for note in verdict["notes"])
 
@@ -455,7 +459,7 @@ def test_cli_writes_the_verdict_and_exits_0(tmp_path):
     # -X importtime lists every module imported: the CLI runs torch-free
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "letterwise.eval.verdict", str(results),
-         "--resamples", "300", "--seed", "3"],
+         "--resamples", "300", "--seed", "3", "--instrument", "cloze", "--outcome", "accuracy"],
         cwd=REPO_ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -475,7 +479,7 @@ def test_an_instrument_pools_only_the_runs_that_measured_it(tmp_path):
                       ("positive_control", POSITIVE_GAIN)):  # fmt: skip
         write_run(tmp_path, arm, 1, {"cloze": gain, "choice": gain})
         write_run(tmp_path, arm, 2, {"cloze": gain})
-    verdict = verdict_from_dir(tmp_path)
+    verdict = verdict_from_dir(tmp_path, plan=PLAN)
     assert row(verdict, "cloze")["seeds"]["spelling"] == [1, 2]
     assert row(verdict, "choice")["seeds"]["spelling"] == [1]
     # by hand: the same +80 of 200 in every run that has the instrument
