@@ -211,6 +211,35 @@ def shared_prefix_length(rows: list[list[int]]) -> int:
     return length
 
 
+def select_cache_rows(cache: Any, index: torch.Tensor) -> Any:
+    """The KV cache's rows `index` (a row may repeat), as the cache to pass on.
+
+    A transformers Cache is changed in place and returned. Unsloth's fast forward returns a
+    legacy cache instead, a tuple per layer of (key, value, ...) tensors with the batch first,
+    which has no batch methods: a new tuple of the selected rows is returned, in the format the
+    model produced (and so accepts back).
+    """
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(index)
+        return cache
+    return tuple(
+        tuple(t.index_select(0, index.to(t.device)) if torch.is_tensor(t) else t for t in layer)
+        for layer in cache
+    )
+
+
+def repeat_cache_rows(cache: Any, times: int) -> Any:
+    """Every row of the KV cache repeated `times` times in place (row i -> rows i*times ..),
+    for a transformers Cache or a legacy tuple cache (see `select_cache_rows`)."""
+    if hasattr(cache, "batch_repeat_interleave"):
+        cache.batch_repeat_interleave(times)
+        return cache
+    return tuple(
+        tuple(t.repeat_interleave(times, dim=0) if torch.is_tensor(t) else t for t in layer)
+        for layer in cache
+    )
+
+
 def reuses_cache(model: Any) -> bool:
     """Whether to use the CPU savings below (shared prefix, dropping finished rows): on CPU.
 
@@ -238,7 +267,7 @@ def _batch_inputs(
         return {"input_ids": suffix_ids, "attention_mask": suffix_mask, "past_key_values": None}
     prefix_ids = torch.tensor([rows[0][:prefix]], dtype=torch.long)
     cache = model(input_ids=prefix_ids.to(model.device), use_cache=True).past_key_values
-    cache.batch_repeat_interleave(len(rows) * copies)  # generate() repeats rows, not the cache
+    cache = repeat_cache_rows(cache, len(rows) * copies)  # generate() repeats rows, not the cache
     prefix_mask = torch.ones((len(rows), prefix), dtype=torch.long)
     return {
         "input_ids": torch.cat([prefix_ids.expand(len(rows), -1), suffix_ids], dim=1),
@@ -313,8 +342,7 @@ def _decode_batch(
         grown = sequences.shape[1] - attention_mask.shape[1]
         attention_mask = torch.cat([attention_mask, torch.ones(len(sequences), grown).long()], 1)
         attention_mask, input_ids, live = attention_mask[index], sequences[index], live[index]
-        cache = output.past_key_values
-        cache.batch_select_indices(index.to(device))
+        cache = select_cache_rows(output.past_key_values, index.to(device))
         copies = 1
     return [finished[row] for row in range(len(row_budgets))]
 

@@ -53,7 +53,7 @@ from letterwise.eval.choice_metrics import (
     near_misses,
     summarize_choice,
 )
-from letterwise.generation import padded
+from letterwise.generation import padded, select_cache_rows
 from letterwise.tasks.spelling import SPELLING_FORMATS
 
 __all__ = [
@@ -182,7 +182,9 @@ def _run_contexts(model: Any, contexts: list[list[int]], pad_id: int) -> tuple[A
             use_cache=True,
             logits_to_keep=1,
         ).past_key_values
-        cache.batch_select_indices(torch.zeros(len(contexts), dtype=torch.long, device=device))
+        cache = select_cache_rows(
+            cache, torch.zeros(len(contexts), dtype=torch.long, device=device)
+        )
     mask = torch.cat([torch.ones((len(contexts), start), dtype=torch.long), own_mask], 1)
     positions = start + (own_mask.cumsum(1) - 1).clamp(min=0)
     out = model(
@@ -211,7 +213,7 @@ def _score_batch(model: Any, questions: list[_Question], pad_id: int) -> list[li
     if cand_ids.shape[1] > 1:
         # A continuation's last token is only ever a target, so the last column is not fed.
         width = cand_ids.shape[1] - 1
-        cache.batch_select_indices(owner_at)  # each question's cache once per candidate
+        cache = select_cache_rows(cache, owner_at)  # each question's cache once per candidate
         mask = torch.cat([context_mask[owner], cand_mask[:, :width]], 1)
         cand_positions = context_mask.sum(1)[owner][:, None] + torch.arange(width)
         logits = model(
@@ -309,8 +311,7 @@ def score_candidates(
     """
     scored = _score(model, tokenizer, prompts, candidates, batch_size, description, store)
     return [
-        [CandidateScore(sum(s.logprobs), len(s.token_ids)) for s in question]
-        for question in scored
+        [CandidateScore(sum(s.logprobs), len(s.token_ids)) for s in question] for question in scored
     ]
 
 
