@@ -55,7 +55,15 @@ for arg in "$@"; do
     esac
 done
 
-# --- 1. GPU and driver, before anything is installed ------------------------------------------
+# --- 1. Python, GPU and driver, before anything is installed -----------------------------------
+python_version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) ||
+    fail 4 "$PYTHON does not run: set PYTHON to a Python 3.11 or newer and rerun"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    fail 4 "$PYTHON is Python $python_version; letterwise needs Python 3.11 or newer." \
+        "Install one (e.g. 'uv python install 3.11' or 'sudo apt-get install -y python3.11" \
+        "python3.11-venv') and rerun with: PYTHON=python3.11 bash scripts/setup_studio.sh" \
+        "(an existing $VENV made with the old Python must go first: rm -rf $VENV)"
+fi
 if ! command -v nvidia-smi >/dev/null 2>&1; then
     fail 3 "no NVIDIA GPU: nvidia-smi is not on PATH, so this machine has no usable CUDA GPU." \
         "On a Lightning Studio, switch the Studio to a GPU machine (any GPU for qwen3-tiny and" \
@@ -71,6 +79,12 @@ fi
 echo "GPU: $gpu_info"
 driver_cuda=$(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' || true)
 echo "driver supports ${driver_cuda:-an unknown CUDA version}"
+# The driver against the CUDA build of torch the install brings (PyPI's torch 2.13.0: CUDA 13,
+# driver >= 580), before a multi-GB install that would fail at `import torch`.
+driver_version=${gpu_info##*, }
+if ((skip_install == 0)); then
+    "$PYTHON" scripts/studio_checks.py driver "$driver_version" "${TORCH_INDEX_URL:-}" || exit 3
+fi
 memory_mib=${gpu_info#*, }
 memory_mib=${memory_mib%% MiB*}
 if [[ $memory_mib =~ ^[0-9]+$ ]] && ((memory_mib < 15000)); then
@@ -90,6 +104,19 @@ if ((skip_install == 0)); then
     echo "+ make setup (constraints-gpu.txt): .[train,s3,dev,serve] + unsloth unsloth_zoo"
     # One resolve for everything, so Unsloth's caps and our pins are honoured together.
     make setup PYTHON="$PYTHON" VENV="$VENV" TORCH_INDEX_URL="${TORCH_INDEX_URL:-}"
+    if [[ -n ${TORCH_INDEX_URL:-} ]]; then
+        # A retry after a wrong torch build: pip counts the torch already installed (same version
+        # number) as satisfying the pin and keeps it, so replace it from the index explicitly,
+        # then let pip add the dependencies that build needs (its CUDA 12 libraries).
+        torch_pin=$(grep -E '^torch==' constraints.txt)
+        echo "+ pip install --force-reinstall --no-deps --index-url $TORCH_INDEX_URL $torch_pin"
+        "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps \
+            --index-url "$TORCH_INDEX_URL" "$torch_pin" ||
+            fail 4 "reinstalling $torch_pin from $TORCH_INDEX_URL failed (see above)"
+        "$VENV/bin/python" -m pip install -q --extra-index-url "$TORCH_INDEX_URL" \
+            -c constraints.txt "$torch_pin" ||
+            fail 4 "installing the dependencies of $torch_pin from $TORCH_INDEX_URL failed"
+    fi
 fi
 [[ -x $VENV/bin/python ]] || fail 4 "$VENV/bin/python not found: run without --skip-install"
 
@@ -102,13 +129,17 @@ import torch
 if not torch.cuda.is_available():
     sys.exit(
         f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees no GPU: a "
-        "CPU-only build, or a CUDA build newer than this driver. Set TORCH_INDEX_URL to the "
-        "PyTorch index matching 'CUDA Version' in nvidia-smi (e.g. .../whl/cu126) and rerun."
+        "CPU-only build, or a CUDA build newer than this driver. Rerun as "
+        "TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 bash scripts/setup_studio.sh "
+        "(cu128 on a driver >= 570): it force-reinstalls torch from that index."
     )
 props = torch.cuda.get_device_properties(0)
+# bf16 only where it is native (compute capability >= 8.0): a T4 (7.5) emulates it, and
+# Unsloth trains it in fp16 (letterwise.training.trainer.native_bf16)
+native_bf16 = torch.cuda.get_device_capability(0) >= (8, 0)
 print(
     f"torch {torch.__version__} (CUDA {torch.version.cuda}) on {props.name}, "
-    f"{props.total_memory / 2**30:.0f} GiB, bf16={'yes' if torch.cuda.is_bf16_supported() else 'no'}"
+    f"{props.total_memory / 2**30:.0f} GiB, bf16={'yes' if native_bf16 else 'no (fp16)'}"
 )
 import unsloth  # noqa: E402,F401  (fails here, not mid-training, if the GPU stack is broken)
 

@@ -105,8 +105,8 @@ def test_setup_studio_installs_through_make_into_a_marked_venv(tmp_path: Path) -
     calls = tmp_path / "make-calls"
     fakes = {
         "nvidia-smi": '#!/bin/sh\ncase "$1" in\n'
-        '  --query-gpu*) echo "NVIDIA L4, 23034 MiB, 550.54.15" ;;\n'
-        '  *) echo "CUDA Version: 12.4" ;;\nesac\n',
+        '  --query-gpu*) echo "NVIDIA L4, 23034 MiB, 580.65.06" ;;\n'
+        '  *) echo "CUDA Version: 13.0" ;;\nesac\n',
         # make: record the call, then show what the real make would run (nothing installed)
         "make": f'#!/bin/sh\necho "$@" >> {calls}\nexec {MAKE} -n "$@" >> {calls}.plan\n',
     }
@@ -137,3 +137,103 @@ def test_setup_studio_installs_through_make_into_a_marked_venv(tmp_path: Path) -
     plan = (tmp_path / "make-calls.plan").read_text().replace("\\\n", " ")
     assert "-c constraints-gpu.txt" in plan and "unsloth unsloth_zoo" in plan
     assert "constraints-cpu.txt" not in plan
+
+
+def fake_studio(tmp_path: Path, driver: str) -> tuple[dict, Path, Path]:
+    """A fake nvidia-smi reporting `driver`, a make that records its call, and a venv python
+    that records every call, succeeds at pip and fails everything else (no GPU torch)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fakes = {
+        "nvidia-smi": '#!/bin/sh\ncase "$1" in\n'
+        f'  --query-gpu*) echo "NVIDIA L4, 23034 MiB, {driver}" ;;\n'
+        '  *) echo "CUDA Version: 12.2" ;;\nesac\n',
+        "make": f'#!/bin/sh\necho "make $@" >> {calls}\n',
+    }
+    for name, text in fakes.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(
+        f'#!/bin/sh\necho "python $@" >> {calls}\n[ "$1 $2" = "-m pip" ] && exit 0\nexit 1\n'
+    )
+    python.chmod(0o755)
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "VENV": str(venv),
+    }
+    return env, calls, bin_dir
+
+
+def setup_studio(env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    script = str(REPO_ROOT / "scripts/setup_studio.sh")
+    return subprocess.run(["bash", script], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_an_old_driver_stops_before_the_install_with_the_command_that_fixes_it(tmp_path):
+    # torch 2.13.0 from PyPI is a CUDA 13 build: driver 550 cannot run it
+    env, calls, _ = fake_studio(tmp_path, "550.54.15")
+    done = setup_studio(env, tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "driver >= 580" in done.stderr
+    fix = "TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 bash scripts/setup_studio.sh"
+    assert fix in done.stderr
+    assert not calls.exists()  # nothing installed
+
+
+def test_a_retry_with_torch_index_url_force_reinstalls_torch(tmp_path):
+    env, calls, _ = fake_studio(tmp_path, "550.54.15")
+    env["TORCH_INDEX_URL"] = "https://download.pytorch.org/whl/cu126"
+    done = setup_studio(env, tmp_path)
+    assert done.returncode == 4, done.stdout + done.stderr  # stopped at the (fake) CUDA check
+    lines = calls.read_text().splitlines()
+    assert lines[0].startswith("make setup")
+    (reinstall,) = [line for line in lines if "--force-reinstall" in line]
+    assert "--index-url https://download.pytorch.org/whl/cu126" in reinstall
+    assert reinstall.endswith("torch==2.13.0")
+
+
+def test_a_python_older_than_3_11_is_refused(tmp_path):
+    env, calls, bin_dir = fake_studio(tmp_path, "580.65.06")
+    old = bin_dir / "python3.10"
+    old.write_text('#!/bin/sh\ncase "$2" in\n  *print*) echo 3.10 ;;\n  *) exit 1 ;;\nesac\n')
+    old.chmod(0o755)
+    env["PYTHON"] = str(old)
+    done = setup_studio(env, tmp_path)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "Python 3.10" in done.stderr and "3.11 or newer" in done.stderr
+    assert "PYTHON=python3.11 bash scripts/setup_studio.sh" in done.stderr
+    assert not calls.exists()
+
+
+@pytest.mark.parametrize(
+    ("driver", "index", "ok", "suggested"),
+    [
+        ("580.65.06", None, True, None),
+        ("575.51.03", None, False, "cu128"),
+        ("535.183.01", None, False, "cu126"),
+        ("535.183.01", "https://download.pytorch.org/whl/cu126", True, None),
+        ("535.183.01", "https://download.pytorch.org/whl/cu130", False, "cu126"),
+        ("470.82.01", None, False, None),
+    ],
+)
+def test_driver_check_table(driver, index, ok, suggested):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "studio_checks", REPO_ROOT / "scripts/studio_checks.py"
+    )
+    checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checks)
+    passed, lines = checks.check_driver(driver, index)
+    assert passed is ok
+    text = "\n".join(lines)
+    if suggested:
+        assert f"TORCH_INDEX_URL=https://download.pytorch.org/whl/{suggested} " in text
+        assert "--force-reinstall" in text
+    if driver.startswith("470"):
+        assert "Update the driver" in text

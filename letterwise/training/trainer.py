@@ -45,6 +45,7 @@ from letterwise.training.data import (
     split_replay,
     token_lengths,
 )
+from letterwise.training.completion_loss import completion_logits_sft_trainer
 from letterwise.training.replay import replay_targets
 
 if TYPE_CHECKING:
@@ -53,6 +54,44 @@ if TYPE_CHECKING:
 
 
 CURVE_KEYS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy")
+
+
+def native_bf16(cuda: Any = None) -> bool:
+    """Whether the CUDA GPU computes bf16 natively: compute capability 8.0 (Ampere) or newer.
+
+    Not `torch.cuda.is_bf16_supported()`: that is True on a T4 (7.5) through emulation, where
+    Unsloth loads the model in fp16, and a bf16 trainer then stops at the first step.
+    """
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda
+    return bool(cuda.is_available()) and tuple(cuda.get_device_capability(0)) >= (8, 0)
+
+
+def parameter_count(parameters: Any) -> int:
+    """Number of weights. bitsandbytes' Params4bit packs two 4-bit weights into each uint8
+    element, so its numel() is half the weights it holds."""
+    return sum(p.numel() * 2 if type(p).__name__ == "Params4bit" else p.numel() for p in parameters)
+
+
+def save_tokenizer_for_generation(tokenizer: Any, directory: Any) -> None:
+    """Save the tokenizer with left padding, as generation pads (the trainer pads right).
+
+    transformers writes padding_side to tokenizer_config.json only from init_kwargs; without it
+    a user's AutoTokenizer.from_pretrained gets the class default, "right".
+    """
+    side, init_side = tokenizer.padding_side, tokenizer.init_kwargs.get("padding_side")
+    tokenizer.padding_side = "left"
+    tokenizer.init_kwargs["padding_side"] = "left"
+    try:
+        tokenizer.save_pretrained(directory)
+    finally:
+        tokenizer.padding_side = side
+        if init_side is None:
+            tokenizer.init_kwargs.pop("padding_side", None)
+        else:
+            tokenizer.init_kwargs["padding_side"] = init_side
 
 
 def planned_steps(examples: int, params: Params) -> int:
@@ -146,7 +185,7 @@ def build_trainer(
     train = params.train
     steps = planned_steps(len(pairs), params)
     on_cuda = default_device() == "cuda"
-    bf16 = on_cuda and torch.cuda.is_bf16_supported()
+    bf16 = on_cuda and native_bf16(torch.cuda)
     # An int: transformers 5 would read a float below 1 as a ratio, transformers 4 would not.
     warmup = math.ceil(steps * train.warmup_ratio)
     config = SFTConfig(
@@ -181,7 +220,8 @@ def build_trainer(
     )
     from transformers import PrinterCallback
 
-    trainer_class = SFTTrainer if on_cuda else full_logits_sft_trainer()
+    # On a CPU: logits only where the completion-only loss reads them (training.completion_loss)
+    trainer_class = SFTTrainer if on_cuda else completion_logits_sft_trainer()
     trainer = trainer_class(
         model=model,
         args=config,
@@ -427,8 +467,8 @@ def run_training(
     model = add_lora(model, params, backend)
     if hub_id_of(preset):  # a portable pointer in adapter_config.json, not a local cache path
         model.peft_config["default"].base_model_name_or_path = hub_id_of(preset)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = parameter_count(p for p in model.parameters() if p.requires_grad)
+    total = parameter_count(model.parameters())
 
     elapsed_before = elapsed_at(resume)
     callbacks = training_callbacks(live_dir, console, elapsed_before)
@@ -489,7 +529,7 @@ def run_training(
     }
     with atomic_dir(adapter_dir) as tmp:
         trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer_for_generation(tokenizer, tmp)
         write_json(Path(tmp) / PROVENANCE_FILE, provenance)
     details = {
         "final_loss": provenance["final_loss"],
