@@ -45,7 +45,6 @@ from letterwise.training.data import (
     split_replay,
     token_lengths,
 )
-from letterwise.training.completion_loss import completion_logits_sft_trainer
 from letterwise.training.replay import replay_targets
 
 if TYPE_CHECKING:
@@ -220,8 +219,7 @@ def build_trainer(
     )
     from transformers import PrinterCallback
 
-    # On a CPU: logits only where the completion-only loss reads them (training.completion_loss)
-    trainer_class = SFTTrainer if on_cuda else completion_logits_sft_trainer()
+    trainer_class = SFTTrainer if on_cuda else full_logits_sft_trainer()
     trainer = trainer_class(
         model=model,
         args=config,
