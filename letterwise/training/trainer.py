@@ -39,6 +39,7 @@ from letterwise.training.checkpoints import (
     run_key,
     step_of,
 )
+from letterwise.training.completion_loss import completion_logits_sft_trainer
 from letterwise.training.data import (
     dataset_fingerprint,
     sft_dataset,
@@ -219,7 +220,8 @@ def build_trainer(
     )
     from transformers import PrinterCallback
 
-    trainer_class = SFTTrainer if on_cuda else full_logits_sft_trainer()
+    # On a CPU: logits only where the completion-only loss reads them (training.completion_loss)
+    trainer_class = SFTTrainer if on_cuda else completion_logits_sft_trainer()
     trainer = trainer_class(
         model=model,
         args=config,
