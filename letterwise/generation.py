@@ -240,6 +240,61 @@ def repeat_cache_rows(cache: Any, times: int) -> Any:
     )
 
 
+def kv_bytes_per_token(config: Any, dtype_bytes: int = 2) -> int:
+    """KV-cache bytes one token takes in every layer: key + value, per KV head (Qwen3-4B:
+    2 x 36 layers x 8 heads x 128 x 2 bytes = 147,456)."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * heads * head_dim * dtype_bytes
+
+
+def thinking_batch_size(
+    *,
+    free_bytes: int,
+    kv_bytes_per_token: int,
+    prompt_tokens: int,
+    budget: int,
+    n_samples: int,
+    max_batch: int,
+    vocab_size: int = 0,
+    headroom: float = 0.8,
+) -> int:
+    """Questions per generate() batch whose rows fit in `free_bytes` of GPU memory.
+
+    Each row (a question's sample) holds a KV cache for its whole length, prompt + budget
+    (Unsloth preallocates it), and two float32 rows of vocabulary logits; a batch of q
+    questions has q x n_samples rows. Only `headroom` of the free memory is planned for
+    (activations and the allocator's fragments take the rest). At least 1, at most max_batch.
+    """
+    per_row = kv_bytes_per_token * (prompt_tokens + budget) + 2 * 4 * vocab_size
+    rows = int(free_bytes * headroom) // per_row
+    return max(1, min(max_batch, rows // n_samples))
+
+
+def memory_batch_size(
+    model: Any, prompt_tokens: int, budget: int, n_samples: int, max_batch: int
+) -> int:
+    """`thinking_batch_size` for this model on its CUDA device's free memory now; on any other
+    device `max_batch` (a CPU's memory is not preallocated per row)."""
+    device = getattr(model, "device", None)
+    if not isinstance(device, torch.device) or device.type != "cuda":
+        return max_batch
+    free, _ = torch.cuda.mem_get_info(device)
+    dtype = getattr(model, "dtype", torch.bfloat16)
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return thinking_batch_size(
+        free_bytes=free,
+        kv_bytes_per_token=kv_bytes_per_token(config, torch.tensor([], dtype=dtype).element_size()),
+        prompt_tokens=prompt_tokens,
+        budget=budget,
+        n_samples=n_samples,
+        max_batch=max_batch,
+        vocab_size=getattr(text, "vocab_size", 0) or 0,
+    )
+
+
 def reuses_cache(model: Any) -> bool:
     """Whether to use the CPU savings below (shared prefix, dropping finished rows): on CPU.
 

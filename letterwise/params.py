@@ -138,7 +138,9 @@ class EvalParams(Section):
     top_k: int | None = Field(None, ge=0, le=100000)
     min_p: Fraction | None = None
     n_samples: int = Field(1, ge=1, le=64, description="samples per question (sampled decoding)")
-    thinking_budget: int = Field(512, ge=16, le=32768, description="max new tokens when thinking")
+    # Qwen3's traces on letter questions often run past 1,000 tokens; an unclosed <think> is
+    # scored wrong (metrics: unclosed_think_rate). 4,096-8,192 recommended; 16..32768 allowed.
+    thinking_budget: int = Field(4096, ge=16, le=32768, description="max new tokens when thinking")
     batch_size: int = Field(64, ge=1, le=4096)
     max_questions: int | None = Field(
         200, ge=1, description="per task, from the start of the split; null = all"

@@ -6,6 +6,7 @@ import json
 import subprocess
 from types import SimpleNamespace
 
+import pytest
 import torch
 from transformers import AutoTokenizer
 
@@ -68,3 +69,84 @@ def test_unsloth_compiled_cache_is_ignored():
         ["git", "check-ignore", "-q", "unsloth_compiled_cache/x.py"], cwd=REPO_ROOT
     )
     assert done.returncode == 0
+
+
+# ----------------------------------------------------------------- thinking re-evaluation (4, 5)
+
+QWEN3_4B_KV = 2 * 36 * 8 * 128 * 2  # key + value x layers x KV heads x head_dim x bf16 bytes
+QWEN3_VOCAB = 151_936
+
+
+def test_kv_bytes_per_token_at_qwen3_4b_shapes():
+    from transformers import Qwen3Config
+
+    from letterwise.generation import kv_bytes_per_token
+
+    config = Qwen3Config(
+        hidden_size=2560, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+        head_dim=128, intermediate_size=9728, vocab_size=QWEN3_VOCAB,
+    )  # fmt: skip
+    assert kv_bytes_per_token(config) == QWEN3_4B_KV == 147_456
+
+
+def test_thinking_batches_are_sized_from_free_memory_and_the_budget():
+    from letterwise.generation import thinking_batch_size
+
+    free = 14 * 2**30  # 15,032,385,536 bytes free on an L4 after the 4-bit weights
+    common = dict(kv_bytes_per_token=QWEN3_4B_KV, prompt_tokens=64, n_samples=4, max_batch=64,
+                  vocab_size=QWEN3_VOCAB)  # fmt: skip
+    # per row: 147,456 x (64 + 4,096) + 8 x 151,936 = 614,632,448 bytes; 0.8 x free =
+    # 12,025,908,428 -> 19 rows (20 would take 12,292,648,960) -> 4 questions of 4 samples
+    assert thinking_batch_size(free_bytes=free, budget=4096, **common) == 4
+    # budget 512: 86,150,144 bytes a row -> 139 rows -> 34 questions
+    assert thinking_batch_size(free_bytes=free, budget=512, **common) == 34
+    # the old fixed batch: 64 questions x 4 samples = 256 rows = 157 GB of cache at 4,096
+    assert 256 * 614_632_448 > 150e9
+    assert thinking_batch_size(free_bytes=free, budget=512, **{**common, "max_batch": 16}) == 16
+    assert thinking_batch_size(free_bytes=10**6, budget=4096, **common) == 1  # never 0
+
+
+def test_memory_batch_size_leaves_a_cpu_batch_alone():
+    from letterwise.generation import memory_batch_size
+
+    model = SimpleNamespace(device=torch.device("cpu"))
+    assert memory_batch_size(model, 100, 4096, 4, 64) == 64
+
+
+@pytest.mark.parametrize(
+    ("text", "unclosed"),
+    [
+        ("<think>\nthe word is s-t-r-a-w, so", True),  # the budget ran out mid-trace
+        ("<think>s t r a w</think>\nThe answer is w.", False),
+        ("<think></think>w", False),
+        ("w", False),
+        ("</think>w", False),  # a template that opens the block in the prompt
+        ("<think>a</think> <think>b", True),
+    ],
+)
+def test_unclosed_thinking(text, unclosed):
+    from letterwise.tasks.common import strip_thinking, unclosed_thinking
+
+    assert unclosed_thinking(text) is unclosed
+    if unclosed:
+        assert strip_thinking(text) == ""  # what makes it count as wrong
+
+
+def test_the_unclosed_share_is_reported_beside_accuracy():
+    from letterwise.eval.scoring import score_question, summarize
+
+    outputs = [["<think>w</think>\nw"], ["<think>counting r, r, r and"], ["w"], ["<think>hmm"]]
+    scored = [score_question("position", "w", o) for o in outputs]
+    summary = summarize("position", scored, n_samples=1, seed=0)
+    assert summary["accuracy"] == 0.5
+    assert summary["unclosed_think_rate"] == 0.5
+
+
+def test_the_thinking_budget_default_is_4096():
+    import yaml
+
+    from letterwise.params import EvalParams
+
+    assert EvalParams().thinking_budget == 4096
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    assert params["eval"]["thinking_budget"] == 4096

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from letterwise.chat import prompt_text
-from letterwise.generation import generate, max_new_tokens_for
+from letterwise.generation import generate, max_new_tokens_for, memory_batch_size
 from letterwise.params import Params
 from letterwise.tasks import spell_first
 
@@ -35,6 +35,17 @@ def prompts_and_budgets(tokenizer: Any, rows: list[dict], params: Params) -> tup
     return prompts, budgets
 
 
+def batch_size_for(model: Any, tokenizer: Any, prompts: list, budgets: list, params: Params) -> int:
+    """eval.batch_size, or fewer questions where thinking rows would not fit in GPU memory
+    (generation.memory_batch_size on the longest prompt and budget)."""
+    if params.eval.mode != "thinking" or not prompts:
+        return params.eval.batch_size
+    longest = max(len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"])
+    return memory_batch_size(
+        model, longest, max(budgets), params.eval.n_samples, params.eval.batch_size
+    )
+
+
 def generate_answers(
     model: Any,
     tokenizer: Any,
@@ -52,7 +63,7 @@ def generate_answers(
         prompts,
         max_new_tokens=budgets,
         sampling=sampling,
-        batch_size=params.eval.batch_size,
+        batch_size=batch_size_for(model, tokenizer, prompts, budgets, params),
         description=description,
         store=store,
     )
@@ -85,7 +96,7 @@ def spell_first_answers(
         prompts,
         max_new_tokens=budgets,
         sampling=sampling,
-        batch_size=params.eval.batch_size,
+        batch_size=batch_size_for(model, tokenizer, prompts, budgets, params),
         description=f"{description}, spell-first",
         store=store,
     )

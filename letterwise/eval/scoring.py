@@ -16,6 +16,7 @@ from letterwise.eval import stats
 from letterwise.generation import majority_vote
 from letterwise.params import Params
 from letterwise.tasks import get_task
+from letterwise.tasks.common import unclosed_share
 
 MODELS = ("base", "tuned")
 
@@ -89,6 +90,8 @@ def summarize(task: str, scored: list[dict[str, Any]], *, n_samples: int, seed: 
     # answered in the asked format (the task's in_format: e.g. a letter, not a spelled word)
     in_format = [f for s in scored for f in s["in_format"]]
     summary["in_format_rate"] = sum(in_format) / len(in_format) if in_format else None
+    # thinking traces the budget cut off (eval.thinking_budget): an unclosed <think> scores ""
+    summary["unclosed_think_rate"] = unclosed_share([o for s in scored for o in s["outputs"]])
     if task == "spelling":
         summary["char_accuracy"] = _mean([s["char_accuracy"] for s in scored])
         summary["mean_edit_distance"] = _mean([s["edit_distance"] for s in scored])

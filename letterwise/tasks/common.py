@@ -41,6 +41,17 @@ _CHAR_MAP = str.maketrans({
 })  # fmt: skip
 
 
+def unclosed_thinking(text: str) -> bool:
+    """Whether `text` opens a `<think>` block it never closes: the thinking budget ran out
+    before an answer (strip_thinking then gives "", scored wrong)."""
+    return isinstance(text, str) and bool(_THINK_OPEN.search(_THINK_BLOCK.sub(" ", text)))
+
+
+def unclosed_share(outputs: list[str]) -> float | None:
+    """Share of outputs with an unclosed `<think>` (None for no outputs)."""
+    return sum(unclosed_thinking(o) for o in outputs) / len(outputs) if outputs else None
+
+
 def strip_thinking(text: str) -> str:
     """`text` without its `<think>…</think>` blocks, stripped of surrounding whitespace.
 
