@@ -540,9 +540,14 @@ def read_provenance(adapter_dir: Path) -> dict[str, Any]:
 
 
 def load_tuned_model(
-    adapter_dir: Path, *, backend: str = "auto"
+    adapter_dir: Path, *, backend: str = "auto", max_seq_length: int | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model named in the adapter's provenance with the LoRA adapter on top, eval mode."""
+    """The base model named in the adapter's provenance with the LoRA adapter on top, eval mode.
+
+    `max_seq_length`: what the caller will run (eval: letterwise.eval.answering.
+    eval_max_seq_length); None = 2048. Never train.max_seq_length: prompts and thinking traces
+    at eval are longer than training examples, and Unsloth would cut them to it.
+    """
     adapter_dir = Path(adapter_dir)
     provenance = read_provenance(adapter_dir)
     preset = resolve_preset(provenance["model"])
@@ -552,7 +557,7 @@ def load_tuned_model(
         backend=backend,
         seed=provenance.get("base_seed", QWEN3_TINY_SEED),
         load_in_4bit=provenance.get("load_in_4bit", True),
-        max_seq_length=provenance.get("train_params", {}).get("max_seq_length", 2048),
+        max_seq_length=max_seq_length or 2048,
     )
     from peft import PeftModel
 

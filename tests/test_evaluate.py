@@ -296,7 +296,7 @@ def no_model_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the inputs were validated")
 
-    fake.load_base_model = fake.load_tuned_model = refuse
+    fake.load_base_model = fake.load_tuned_model = fake.load_tokenizer = refuse
     fake.resolve_backend = lambda preset, requested: "transformers"
     fake.read_provenance = lambda adapter_dir: {"model": "smollm2-135m"}
     monkeypatch.setitem(sys.modules, "letterwise.modeling", fake)
@@ -407,16 +407,23 @@ def test_stage_writes_metrics_predictions_and_plots(tmp_path, monkeypatch):
     fake.resolve_backend = lambda preset, requested: "transformers"
     fake.read_provenance = lambda adapter_dir: {"model": "qwen3-tiny", "base_seed": 0}
 
-    def load_base_model(preset, *, backend, seed):
+    def load_base_model(preset, *, backend, seed, max_seq_length):
         assert seed == 0  # the base loads as the adapter's base was loaded in training
+        assert max_seq_length >= 2048  # eval's prompts + budgets, not train.max_seq_length
         loads.append(("base", preset.name))
         return "base", None  # (model, tokenizer): the stub generator only needs the name
 
-    def load_tuned_model(adapter_dir, *, backend):
+    def load_tuned_model(adapter_dir, *, backend, max_seq_length):
+        assert max_seq_length >= 2048
         loads.append(("tuned", str(adapter_dir)))
         return "tuned", None
 
+    from transformers import AutoTokenizer
+
+    from letterwise.presets import qwen3_tokenizer_dir
+
     fake.load_base_model, fake.load_tuned_model = load_base_model, load_tuned_model
+    fake.load_tokenizer = lambda preset: AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir()))
     monkeypatch.setitem(sys.modules, "letterwise.modeling", fake)
 
     def stub_answers(model, tokenizer, rows, params, sampling, description, store=None):

@@ -150,3 +150,46 @@ def test_the_thinking_budget_default_is_4096():
     assert EvalParams().thinking_budget == 4096
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     assert params["eval"]["thinking_budget"] == 4096
+
+
+# ----------------------------------------------------------------- eval's sequence length (8)
+
+
+def test_the_tuned_model_loads_for_eval_length_not_train_max_seq_length(tmp_path, monkeypatch):
+    from letterwise import modeling
+
+    (tmp_path / modeling.PROVENANCE_FILE).write_text(
+        json.dumps({"model": "qwen3-tiny", "train_params": {"max_seq_length": 128}})
+    )
+    asked = []
+
+    class Loaded(Exception):
+        pass
+
+    def load_base_model(preset, **options):
+        asked.append(options["max_seq_length"])
+        raise Loaded
+
+    monkeypatch.setattr(modeling, "load_base_model", load_base_model)
+    for length in (None, 5000):
+        with pytest.raises(Loaded):
+            modeling.load_tuned_model(tmp_path, backend="transformers", max_seq_length=length)
+    assert asked == [2048, 5000]
+
+
+def test_eval_max_seq_length_covers_the_longest_prompt_and_budget():
+    from letterwise.chat import prompt_text
+    from letterwise.eval.answering import eval_max_seq_length
+    from letterwise.params import parse_params
+
+    tokenizer = AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir()))
+    params = parse_params({"eval": {"mode": "thinking", "thinking_budget": 4096}})
+    rows = [
+        {"task": "position", "word_length": 14, "question": "What is the 14th letter of "
+         "'extraordinarily' (count from the start)?", "word": "extraordinarily", "position": 14},
+        {"task": "spelling", "word_length": 3, "question": "Spell 'cat'.", "word": "cat"},
+    ]  # fmt: skip
+    need = eval_max_seq_length(tokenizer, rows, params)
+    prompt = len(tokenizer(prompt_text(tokenizer, rows[0]["question"], thinking=True)).input_ids)
+    assert need > prompt + 4096 > params.train.max_seq_length
+    assert eval_max_seq_length(tokenizer, rows, params, floor=10**5) == 10**5

@@ -35,6 +35,37 @@ def prompts_and_budgets(tokenizer: Any, rows: list[dict], params: Params) -> tup
     return prompts, budgets
 
 
+# A second turn (two_turn's own spelling, oracle's given spelling) adds the spelled word and a
+# turn of template: at most this many tokens a letter, plus this many for the template.
+SECOND_TURN_TOKENS_PER_LETTER = 4
+SECOND_TURN_TEMPLATE_TOKENS = 64
+
+
+def eval_max_seq_length(tokenizer: Any, rows: list[dict], params: Params, floor: int = 0) -> int:
+    """The sequence length eval needs: the longest prompt + its budget over the direct and the
+    spell-first instruments, plus room for a second turn (two_turn, oracle); at least `floor`.
+
+    Not train.max_seq_length (128 by default): Unsloth's model is loaded for that length, and
+    longer prompts and thinking traces would be cut to it.
+    """
+    if not rows:
+        return floor
+    prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
+    thinking = params.eval.mode == "thinking"
+    first = [row for row in rows if row["task"] in TRANSFER_TASKS]
+    prompts += [prompt_text(tokenizer, spell_first.question(r), thinking=thinking) for r in first]
+    budgets += [
+        spell_first.max_new_tokens(r["task"], r["word_length"])
+        + (params.eval.thinking_budget if thinking else 0)
+        for r in first
+    ]
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    longest = max(n + b for n, b in zip(lengths, budgets, strict=True))
+    word = max(row["word_length"] for row in rows)
+    second_turn = SECOND_TURN_TOKENS_PER_LETTER * word + SECOND_TURN_TEMPLATE_TOKENS
+    return max(floor, longest + second_turn)
+
+
 def batch_size_for(model: Any, tokenizer: Any, prompts: list, budgets: list, params: Params) -> int:
     """eval.batch_size, or fewer questions where thinking rows would not fit in GPU memory
     (generation.memory_batch_size on the longest prompt and budget)."""

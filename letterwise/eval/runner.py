@@ -459,8 +459,10 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
         )
 
     # imported here so a stand-in can replace it in tests; it imports torch lazily itself
+    from letterwise.eval.answering import eval_max_seq_length
     from letterwise.modeling import (
         load_base_model,
+        load_tokenizer,
         load_tuned_model,
         read_provenance,
         resolve_backend,
@@ -482,9 +484,13 @@ def run_stage(stage: str, tasks: Sequence[str], args: argparse.Namespace) -> dic
     )
 
     answers: dict[str, dict[str, Any]] = {}
+    # the longest prompt + budget, not train.max_seq_length (issue 35)
+    seq = eval_max_seq_length(load_tokenizer(preset), rows, params, floor=2048)
     loaders = {
-        "base": lambda: load_base_model(preset, backend=backend, **base_options),
-        "tuned": lambda: load_tuned_model(ADAPTER_DIR, backend=backend),
+        "base": lambda: load_base_model(
+            preset, backend=backend, max_seq_length=seq, **base_options
+        ),
+        "tuned": lambda: load_tuned_model(ADAPTER_DIR, backend=backend, max_seq_length=seq),
     }
     stores = eval_stores(preset, base_options, ADAPTER_DIR, backend)
     for label, load in loaders.items():

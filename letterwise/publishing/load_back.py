@@ -47,8 +47,11 @@ def replay_indices(rows: list[dict], tokenizer: Any, params: Params, at_least: i
     return sorted(order[:take])
 
 
-def load_published(folder: Path, preset: Preset, provenance: dict, backend: str) -> tuple[Any, Any]:
-    """The published adapter as a user loads it: the base model, then PeftModel on the folder."""
+def load_published(
+    folder: Path, preset: Preset, provenance: dict, backend: str, max_seq_length: int = 2048
+) -> tuple[Any, Any]:
+    """The published adapter as a user loads it: the base model, then PeftModel on the folder.
+    `max_seq_length`: the eval's (answering.eval_max_seq_length), not train.max_seq_length."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
@@ -59,7 +62,7 @@ def load_published(folder: Path, preset: Preset, provenance: dict, backend: str)
         backend=backend,
         seed=provenance.get("base_seed", QWEN3_TINY_SEED),
         load_in_4bit=provenance.get("load_in_4bit", True),
-        max_seq_length=provenance["train_params"].get("max_seq_length", 2048),
+        max_seq_length=max_seq_length,
     )
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
@@ -116,9 +119,14 @@ def load_back_check(
     console: Console,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Re-answer held-out questions from the published folder; compare with the reference."""
+    from transformers import AutoTokenizer
+
+    from letterwise.eval.answering import eval_max_seq_length
     from letterwise.eval.runner import release_memory
 
-    model, tokenizer = load_published(folder, preset, inputs.provenance, backend)
+    rows = [row for stage_rows in inputs.predictions.values() for row in stage_rows]
+    seq = eval_max_seq_length(AutoTokenizer.from_pretrained(str(folder)), rows, params, 2048)
+    model, tokenizer = load_published(folder, preset, inputs.provenance, backend, seq)
     n = params.publish.load_back_questions
     stage_rows = {
         stage: [rows[i] for i in replay_indices(rows, tokenizer, params, n)]
@@ -145,7 +153,7 @@ def load_back_check(
             f"by {adapter_dir} instead of the eval's predictions"
         )
         reference = "fresh_greedy_adapter"
-        tuned, tuned_tokenizer = load_tuned_model(adapter_dir, backend=backend)
+        tuned, tuned_tokenizer = load_tuned_model(adapter_dir, backend=backend, max_seq_length=seq)
         references = {
             stage: answer(tuned, tuned_tokenizer, rows, params, f"reference {stage}")
             for stage, rows in stage_rows.items()
