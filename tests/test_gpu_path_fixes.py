@@ -193,3 +193,55 @@ def test_eval_max_seq_length_covers_the_longest_prompt_and_budget():
     prompt = len(tokenizer(prompt_text(tokenizer, rows[0]["question"], thinking=True)).input_ids)
     assert need > prompt + 4096 > params.train.max_seq_length
     assert eval_max_seq_length(tokenizer, rows, params, floor=10**5) == 10**5
+
+
+# ----------------------------------------------------------------- publish: merge, load-back (6, 7)
+
+
+def test_the_merge_runs_in_a_fresh_process(tmp_path, monkeypatch):
+    """Unsloth patches transformers/peft in place for its whole process: the merge must not
+    run through this process's modules. Here they are made to fail; the merge still works."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from letterwise.modeling import QWEN3_TINY_SEED, load_base_model
+    from letterwise.presets import PRESETS
+    from letterwise.publishing import load_back
+
+    preset = PRESETS["qwen3-tiny"]
+    base, tokenizer = load_base_model(preset, backend="transformers")
+    torch.manual_seed(0)
+    config = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    tuned = get_peft_model(base, config)
+    tuned.save_pretrained(str(tmp_path))
+    tokenizer.save_pretrained(str(tmp_path))
+    base.generation_config.save_pretrained(str(tmp_path))
+    lora_model = type(tuned.base_model)  # where peft's merge_and_unload is reached
+    reference = {k: v.to(torch.bfloat16) for k, v in tuned.merge_and_unload().state_dict().items()}
+
+    def patched(*args, **kwargs):
+        raise AssertionError("merged through this process's (patched) peft")
+
+    monkeypatch.setattr(lora_model, "merge_and_unload", patched)
+    monkeypatch.setattr(PeftModel, "from_pretrained", patched)
+    provenance = {"base_seed": QWEN3_TINY_SEED, "load_in_4bit": False, "train_params": {}}
+    merged_dir = load_back.write_merged(tmp_path, preset, provenance)
+    merged = AutoModelForCausalLM.from_pretrained(str(merged_dir)).state_dict()
+    assert set(merged) == set(reference)
+    assert all(torch.equal(merged[k], reference[k]) for k in reference)
+
+
+def test_load_back_tolerates_16bit_near_ties_with_a_stated_threshold():
+    from letterwise.publishing.load_back import MIN_MATCH_RATE, load_back_passes
+
+    assert MIN_MATCH_RATE == {"float32": 1.0, "16-bit": 0.95}
+
+    def result(matches, questions):
+        return {"matches": matches, "questions": questions}
+
+    assert load_back_passes(result(97, 100), "cuda")  # 3 bf16 near-ties flipped: publishable
+    assert not load_back_passes(result(97, 100), "cpu")  # float32 is deterministic: exact
+    assert load_back_passes(result(100, 100), "cpu")
+    assert not load_back_passes(result(94, 100), "cuda")
+    assert load_back_passes(result(19, 20), "cuda")  # ceil(0.95 x 20) = 19
+    assert not load_back_passes(result(18, 20), "cuda")
