@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from types import SimpleNamespace
 
@@ -245,3 +246,30 @@ def test_load_back_tolerates_16bit_near_ties_with_a_stated_threshold():
     assert not load_back_passes(result(94, 100), "cuda")
     assert load_back_passes(result(19, 20), "cuda")  # ceil(0.95 x 20) = 19
     assert not load_back_passes(result(18, 20), "cuda")
+
+
+# ----------------------------------------------------------------- the device check, dry
+
+
+@pytest.mark.slow  # ~15 s: the tiny Qwen3 through every check that runs without CUDA
+def test_gpu_check_dry_run_end_to_end(tmp_path):
+    out = tmp_path / "results"
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts/gpu_check.sh"), "--dry-run", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "WHEELS": str(tmp_path / "none")},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "results.json").read_text())
+    checks = summary["checks"]
+    assert summary["dry_run"] is True and summary["device"] == "cpu"
+    for name in ("fp16_as_on_t4", "unsloth_lora", "qwen3_4b_step"):  # skipped, not passed
+        assert checks[name]["status"] == "skipped", name
+        assert "CUDA" in checks[name]["reason"]
+    for name in ("environment", "lora_steps", "choice_vs_no_cache", "legacy_cache",
+                 "padded_vs_single", "thinking_budget", "merge_load_back"):  # fmt: skip
+        assert checks[name]["status"] == "passed", (name, checks[name])
+        assert json.loads((out / f"{name}.json").read_text())["status"] == "passed"
+    assert summary["counts"] == {"passed": 7, "failed": 0, "skipped": 3}
