@@ -199,6 +199,7 @@ def test_eval_max_seq_length_covers_the_longest_prompt_and_budget():
 # ----------------------------------------------------------------- publish: merge, load-back (6, 7)
 
 
+@pytest.mark.slow  # ~20 s: a merge in a child process that imports torch and transformers
 def test_the_merge_runs_in_a_fresh_process(tmp_path, monkeypatch):
     """Unsloth patches transformers/peft in place for its whole process: the merge must not
     run through this process's modules. Here they are made to fail; the merge still works."""
