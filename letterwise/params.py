@@ -50,6 +50,11 @@ class BuildDatasetParams(Section):
     count_absent_rate: Fraction = Field(
         0.25, description="share of count questions about absent letters"
     )
+    count_multiple_share: Fraction = Field(
+        0.4,
+        description="least share of count questions whose answer is >= 2 (presence alone would "
+        "otherwise score most of them)",
+    )
     position_questions_per_word: int = Field(1, ge=1, le=10)
     count_questions_per_word: int = Field(1, ge=1, le=10)
     replay_share: float = Field(

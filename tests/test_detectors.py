@@ -62,7 +62,7 @@ COUNT_ROWS = [
 def test_strategy_names():
     assert STRATEGIES == {
         "position": ("first_letter", "positional_prior"),
-        "count": ("word_length", "one", "zero", "majority_answer"),
+        "count": ("word_length", "one", "zero", "presence", "majority_answer"),
     }
 
 
@@ -85,13 +85,17 @@ def test_count_strategy_answers_by_hand():
     assert answers["word_length"] == ["5", "4", "3", "6", "3", "3", "3"]
     assert answers["one"] == ["1"] * 7
     assert answers["zero"] == ["0"] * 7
-    # true counts 2, 2, 0, 3, 1, 1, 3: "1", "2" and "3" twice each; the tie goes to 1
-    assert answers["majority_answer"] == ["1"] * 7
+    # presence: p in apple, e in tree, no a in sky, a in banana, t in cat, o in dog, a in aaa
+    assert answers["presence"] == ["1", "1", "0", "1", "1", "1", "1"]
+    # true counts 2, 2, 0, 3, 1, 1, 3: "1", "2" and "3" twice each; the tie goes to 1, which
+    # is the "one" strategy already: one detector per distinct strategy, so none is added
+    assert "majority_answer" not in answers
     right = strategy_right("count", COUNT_ROWS)
     assert right["word_length"] == [False] * 6 + [True]  # only "aaa": 3 a's in 3 letters
     assert right["one"] == [False, False, False, False, True, True, False]
     assert right["zero"] == [False, False, True, False, False, False, False]
-    assert right["majority_answer"] == right["one"]
+    # presence is right where the count is 0 or 1: sky, cat, dog
+    assert right["presence"] == [False, False, True, False, True, True, False]
 
 
 def test_majority_tie_goes_to_the_smaller_number_not_the_smaller_string():
@@ -148,7 +152,8 @@ def test_always_one_count_model():
     one = report["strategies"]["one"]
     assert one["share"] == 1.0 and one["baseline"] == pytest.approx(2 / 7)
     assert one["accuracy_when_strategy_wrong"] == 0.0 and one["n_when_strategy_wrong"] == 5
-    assert report["strategies"]["majority_answer"]["share"] == 1.0  # the majority is "1" here
+    assert "majority_answer" not in report["strategies"]  # the majority is "1": that is "one"
+    assert report["strategies"]["presence"]["share"] == pytest.approx(6 / 7)  # all but sky
     assert report["strategies"]["zero"]["share"] == 0.0
     assert report["strategies"]["word_length"]["share"] == 0.0  # no word has 1 letter
     assert report["answer_shares"] == {"0": 0.0, "1": 1.0, "word_length": 0.0}
@@ -231,9 +236,10 @@ def test_count_gain_from_answering_one():
     tuned = "1" * 12 + "0" * 8  # the always-"1" model
     result = explained_delta("count", rows, base, tuned, seed=1)
     assert result["all"]["delta"] == pytest.approx(12 / 20) and result["all"]["ci_low"] > 0
-    # "one" and the majority answer ("1", 12 of 20) are wrong on the eight count-2 questions,
-    # where nothing changed
-    for name in ("one", "majority_answer"):
+    # "one" (also the majority answer, 12 of 20: counted once) and presence (every letter is
+    # present: "1") are wrong on the eight count-2 questions, where nothing changed
+    assert "majority_answer" not in result
+    for name in ("one", "presence"):
         assert result[name]["n"] == 8 and result[name]["delta"] == 0.0
         assert result[name]["explains"] is True
     # word length (3, 4) and zero are wrong everywhere: their subset is all 20, the gain stays

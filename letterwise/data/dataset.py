@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -119,6 +121,7 @@ def example_row(
         "count": question.get("count"),
         "word_length": len(word),
         "freq_band": band,
+        "boundary": None,
         "messages": [
             {"role": "user", "content": question["question"]},
             {"role": "assistant", "content": question["answer"]},
@@ -237,25 +240,60 @@ def replay_metrics(rows: list[dict], held_out: set[str]) -> dict:
     }
 
 
+BOUNDARIES = ("inside", "edge", "one_token", "across_tokens", "absent")
+
+
+def token_boundary(row: dict, word_pieces: list[str] | None) -> str | None:
+    """Where the asked letter sits among the word's tokens. Position: "inside" a token (not
+    its first or last character) or at an "edge" (a one-letter token is all edge). Count:
+    every occurrence in "one_token", "across_tokens", or "absent". None without pieces or
+    for spelling, or when the pieces do not spell the word (a tokenizer that rewrites it)."""
+    if word_pieces is None or "".join(word_pieces) != row["word"] or row["task"] == "spelling":
+        return None
+    owner = [(i, j, len(piece)) for i, piece in enumerate(word_pieces) for j in range(len(piece))]
+    if row["task"] == "position":
+        _, j, length = owner[row["position"] - 1]
+        return "edge" if j in (0, length - 1) else "inside"
+    tokens = {owner[k][0] for k, letter in enumerate(row["word"]) if letter == row["letter"]}
+    if not tokens:
+        return "absent"
+    return "one_token" if len(tokens) == 1 else "across_tokens"
+
+
 def evaluation_rows(
-    split: str, words: list[str], params: BuildDatasetParams, rng: random.Random
+    split: str,
+    words: list[str],
+    params: BuildDatasetParams,
+    rng: random.Random,
+    pieces: Callable[[str], list[str] | None] = lambda word: None,
 ) -> list[dict]:
+    """Spelling, position and count rows for each word; `pieces(word)` (the tokenizer's
+    pieces) gives each position/count row its token `boundary`."""
     from wordfreq import zipf_frequency
 
     per_task: dict[str, list[dict]] = {"spelling": [], "position": [], "count": []}
+    multiples = 0  # count questions so far whose answer is >= 2
     for word in words:
         band = frequency_band(zipf_frequency(word, "en"))
+        asked = len(per_task["count"]) + params.count_questions_per_word
+        # the split keeps at least count_multiple_share of its count questions at answer >= 2
+        # (words without a repeated letter are made up for by the next ones that have one)
+        owed = math.ceil(params.count_multiple_share * asked - 1e-9) - multiples
         questions = {
             "spelling": spelling.eval_questions(word, rng, 1),
             "position": position.eval_questions(word, rng, params.position_questions_per_word),
             "count": count.eval_questions(
-                word, rng, params.count_questions_per_word, absent_rate=params.count_absent_rate
+                word, rng, params.count_questions_per_word,
+                absent_rate=params.count_absent_rate, multiple=max(owed, 0),
             ),
-        }
+        }  # fmt: skip
+        multiples += sum(q["count"] >= 2 for q in questions["count"])
         for task, task_questions in questions.items():
             for question in task_questions:
                 rows = per_task[task]
-                rows.append(example_row(split, task, len(rows), word, question, band))
+                row = example_row(split, task, len(rows), word, question, band)
+                row["boundary"] = token_boundary(row, pieces(word))
+                rows.append(row)
     return [row for task in ("spelling", "position", "count") for row in per_task[task]]
 
 
@@ -326,6 +364,7 @@ def dataset_features():
             "count": Value("int32"),
             "word_length": Value("int32"),
             "freq_band": text,
+            "boundary": text,
             "messages": [{"role": text, "content": text}],
         }
     )
@@ -353,7 +392,10 @@ def build(params: Params, console: Console) -> tuple[dict[str, list[dict]], dict
     share = params.build_dataset.replay_share
     for split in EVAL_SPLITS:
         rng = random.Random(f"{params.seed}-{split}")
-        splits[split] = evaluation_rows(split, words[split], params.build_dataset, rng)
+        splits[split] = evaluation_rows(
+            split, words[split], params.build_dataset, rng,
+            lambda word: [piece.strip() for piece in word_pieces(tokenizer, word)],
+        )  # fmt: skip
     audit = leakage_audit(tokenizer, training_strings, splits)
     metrics = {
         "model": preset.name,

@@ -13,8 +13,10 @@ Strategies (`STRATEGIES`), each an answer key per question computed from the que
   these questions (letterwise.eval.choice_metrics.positional_prior, leave-one-word-out);
 - count / word_length: the word's length, as a number string;
 - count / one, zero: "1", "0";
+- count / presence: "1" if the letter is in the word, else "0" (knows presence, not counts);
 - count / majority_answer: the most common true answer among these questions, a tie going to
-  the smallest number (so the choice does not depend on question order).
+  the smallest number (so the choice does not depend on question order); left out when it is
+  "0" or "1", which `zero` / `one` already are (one detector per distinct strategy).
 
 Rules:
 - `detector_report`: for one model's answers, the share of answers equal to each strategy's
@@ -42,11 +44,11 @@ from letterwise.eval.choice_metrics import positional_prior
 
 STRATEGIES: dict[str, tuple[str, ...]] = {
     "position": ("first_letter", "positional_prior"),
-    "count": ("word_length", "one", "zero", "majority_answer"),
+    "count": ("word_length", "one", "zero", "presence", "majority_answer"),
 }
 _REQUIRED_KEYS = {
     "position": ("word", "expected", "position", "is_last"),
-    "count": ("word", "expected"),
+    "count": ("word", "expected", "letter"),
 }
 
 
@@ -79,12 +81,15 @@ def strategy_answers(task: str, rows: Sequence[dict]) -> dict[str, list[str]]:
             "positional_prior": positional_prior(rows),
         }
     majority = _majority_answer(rows)
-    return {
+    answers = {
         "word_length": [str(len(row["word"])) for row in rows],
         "one": ["1"] * len(rows),
         "zero": ["0"] * len(rows),
-        "majority_answer": [] if majority is None else [majority] * len(rows),
+        "presence": ["1" if row["letter"] in row["word"] else "0" for row in rows],
     }
+    if majority not in ("0", "1"):
+        answers["majority_answer"] = [] if majority is None else [majority] * len(rows)
+    return answers
 
 
 def strategy_right(task: str, rows: Sequence[dict]) -> dict[str, list[bool]]:
@@ -99,8 +104,8 @@ def _share(flags: Sequence[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
-def _accuracy_by(keys: Sequence[int], correct: Sequence[bool]) -> dict[str, dict[str, Any]]:
-    groups: dict[int, list[bool]] = {}
+def _accuracy_by(keys: Sequence[Any], correct: Sequence[bool]) -> dict[str, dict[str, Any]]:
+    groups: dict[Any, list[bool]] = {}
     for key, right in zip(keys, correct, strict=True):
         groups.setdefault(key, []).append(right)
     return {
@@ -148,6 +153,10 @@ def detector_report(
             "n_when_strategy_wrong": len(when_wrong),
         }
     report["strategies"] = strategies
+    boundaries = [row.get("boundary") for row in rows]
+    if all(b is not None for b in boundaries):
+        # letter inside a token / at a token edge; count: in one token / across tokens
+        report["accuracy_by_boundary"] = _accuracy_by(boundaries, correct)
     if task == "position":
         index = [int(row["position"]) for row in rows]
         first = [c for c, i in zip(correct, index, strict=True) if i == 1]
@@ -157,6 +166,8 @@ def detector_report(
         report["accuracy_by_index"] = _accuracy_by(index, correct)
     else:
         report["accuracy_by_true_count"] = _accuracy_by([int(e) for e in expected], correct)
+        at_least_2 = [c for c, e in zip(correct, expected, strict=True) if int(e) >= 2]
+        report["answer_at_least_2"] = {"n": len(at_least_2), "accuracy": _share(at_least_2)}
         report["answer_shares"] = {
             "0": strategies["zero"]["share"],
             "1": strategies["one"]["share"],

@@ -24,7 +24,12 @@ from typing import Any
 
 from letterwise.eval import stats
 from letterwise.eval.coupling import coupling_table, join_by_word
-from letterwise.eval.detectors import detector_report, explained_delta, strategy_right
+from letterwise.eval.detectors import (
+    detector_report,
+    explained_delta,
+    strategy_answers,
+    strategy_right,
+)
 from letterwise.tasks import spell_first
 
 MODELS = ("base", "tuned")
@@ -162,6 +167,15 @@ def instrument_answers(prediction: dict, model: str, instrument: str) -> tuple[s
     return record["choice"], bool(record["correct"])
 
 
+def instrument_probability(prediction: dict, model: str, instrument: str) -> float | None:
+    """The probability an instrument gives the right answer (rounded to 6 places), for the
+    scored instruments (choice, cloze slots); None for generated answers."""
+    if instrument in ("direct", "spell_first"):
+        return None
+    value = prediction[model][instrument].get("p_true")
+    return None if value is None else round(float(value), 6)
+
+
 def _bits(flags: Sequence[bool]) -> str:
     return "".join("1" if flag else "0" for flag in flags)
 
@@ -185,6 +199,7 @@ def add_detectors(
             continue
         instruments = ["direct"] + [key for key in SCORED_INSTRUMENTS if key in metrics[task]]
         correct_bits: dict[str, dict[str, str]] = {}
+        scores: dict[str, dict[str, list[float]]] = {}
         for instrument in instruments:
             answers = {
                 model: [instrument_answers(by_id[row["id"]], model, instrument) for row in rows]
@@ -215,12 +230,21 @@ def add_detectors(
             correct_bits[instrument] = {
                 model: _bits([right for _, right in answers[model]]) for model in MODELS
             }
+            probability = {
+                model: [instrument_probability(by_id[row["id"]], model, instrument) for row in rows]
+                for model in MODELS
+            }
+            if all(p is not None for values in probability.values() for p in values):
+                scores[instrument] = probability
         per_question[task] = {
             "ids": [row["id"] for row in rows],
             "correct": correct_bits,
+            # the continuous outcome: probability of the right candidate (scored instruments)
+            "scores": scores,
             "strategy_right": {
                 name: _bits(flags) for name, flags in strategy_right(task, rows).items()
             },
+            "strategy_answers": strategy_answers(task, rows),
         }
     if per_question:
         metrics["per_question"] = per_question

@@ -43,26 +43,43 @@ PHRASINGS: tuple[str, ...] = (
 )
 
 
+def repeated_letters(word: str) -> list[str]:
+    """The word's letters that occur at least twice, sorted."""
+    return sorted(letter for letter in set(word) if word.count(letter) >= 2)
+
+
 def eval_questions(
-    word: str, rng: random.Random, n: int, *, absent_rate: float = 0.25
+    word: str,
+    rng: random.Random,
+    n: int,
+    *,
+    absent_rate: float = 0.25,
+    multiple: int = 0,
 ) -> list[dict]:
     """`n` count questions about `word`; each asks about an absent letter with chance absent_rate.
 
-    Letters for one word are distinct while possible (within present and within absent
-    letters); a kind repeats only once exhausted. Letter pools are sorted so a seeded rng
-    gives the same questions in every process.
+    The first `multiple` questions ask about a letter the word holds at least twice (answer >= 2; the caller keeps the split's share of those, see
+    letterwise.data.dataset), while the word has one. Why: "1 if the letter is present, else
+    0" otherwise answers most count questions right, and the task would measure presence.
+    Letters for one word are distinct while possible (within each kind); a kind repeats only
+    once exhausted. Letter pools are sorted so a seeded rng gives the same questions in every
+    process.
     """
     check_word(word)
     check_rate("absent_rate", absent_rate)
     present = sorted(set(word))
     absent = sorted(set(string.ascii_lowercase) - set(word))
-    unused = {True: [], False: []}
+    repeated = repeated_letters(word)
+    unused: dict[str, list[str]] = {"absent": [], "present": [], "repeated": []}
+    pools = {"absent": absent, "present": present, "repeated": repeated}
     questions = []
     for _ in range(check_count(n)):
         # A word using all 26 letters has nothing absent to ask about.
-        ask_absent = bool(absent) and rng.random() < absent_rate
-        unused[ask_absent] = unused[ask_absent] or list(absent if ask_absent else present)
-        letter = unused[ask_absent].pop(rng.randrange(len(unused[ask_absent])))
+        kind = "absent" if bool(absent) and rng.random() < absent_rate else "present"
+        if multiple > 0 and repeated:  # owed answers >= 2 come first: they are the scarce kind
+            kind, multiple = "repeated", multiple - 1
+        unused[kind] = unused[kind] or list(pools[kind])
+        letter = unused[kind].pop(rng.randrange(len(unused[kind])))
         count = word.count(letter)
         phrasing = rng.randrange(len(PHRASINGS))
         question = PHRASINGS[phrasing].format(word=word, letter=letter)
