@@ -215,7 +215,7 @@ class VerdictParams(Section):
     """The verdict rule's pre-registered numbers (letterwise.eval.verdict); no stage reads them,
     the verdict command and the study plan do."""
 
-    primary_instrument: Literal["cloze", "cloze_calibrated", "oracle", "two_turn"] = (
+    primary_instrument: Literal["cloze", "cloze_calibrated"] = (
         "cloze_calibrated"
     )
     primary_outcome: Literal["accuracy", "probability"] = "probability"

@@ -55,7 +55,7 @@ NEGATIVE = "negative_control"
 POSITIVE = "positive_control"
 ARMS = (TREATMENT, NEGATIVE, POSITIVE)
 TASKS = ("position", "count")
-FORMAT_NEUTRAL = ("cloze", "cloze_calibrated", "oracle", "two_turn")
+FORMAT_NEUTRAL = ("cloze", "cloze_calibrated")
 INSTRUMENT_ORDER = (
     "direct", "choice", "cloze", "cloze_calibrated", "oracle", "two_turn", "spell_first"
 )  # fmt: skip

@@ -250,7 +250,7 @@ def dose_verdict_table(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]]) ->
     lines = [
         "| steps | seeds per arm | task | instrument | spelling Δ | negative control Δ "
         "| positive control Δ | spelling − negative [95% CI] | sees positive control "
-        "| why not transfer | supports transfer |",
+        "| why not transfer | outcome |",
         "|---:|---|---|---|---:|---:|---:|---|---|---|---|",
     ]
     cell, yes = delta_cell, yes_no
@@ -267,7 +267,7 @@ def dose_verdict_table(dose_verdicts: dict[int, tuple[Path, dict[str, Any]]]) ->
                 f"| {cell(row.get('positive_control'))} | {cell(d)} "
                 f"| {yes(row.get('detects_positive_control'))} "
                 f"| {why_not(row) or MISSING} "
-                f"| **{yes(row.get('supports_transfer'))}** |"
+                f"| **{row.get('outcome', MISSING) if row.get('primary') else 'secondary'}** |"
             )
     return lines
 

@@ -68,7 +68,11 @@ def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
     out += [
         f"**{verdict['sentence'].strip()}**",
         "",
-        f"Transfer claimed: **{'yes' if verdict['claimed'] else 'no'}**. Arms: {arms or '–'}. "
+        "Outcome per task (transfer / equivalent / inconclusive): "
+        + "; ".join(
+            f"{task} **{o['outcome']}**" for task, o in (verdict.get("outcomes") or {}).items()
+        )
+        + f". Arms: {arms or '–'}. "
         f"From `{inputs.verdict_path}` (`{VERDICT_COMMAND}`).",
         "",
         *corrected_estimates(verdict),

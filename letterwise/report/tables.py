@@ -242,22 +242,27 @@ def yes_no(value: Any) -> str:
 
 def verdict_table(verdict: dict[str, Any]) -> list[str]:
     lines = [
-        "| task | instrument | format-neutral | treatment Δ [95% CI] | negative control Δ "
-        "| positive control Δ | treatment − negative [95% CI], p | sees positive control "
-        "| explained by | supports transfer |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | instrument | treatment Δ [95% CI] | negative control Δ "
+        "| positive control Δ (habit-free) | treatment − negative [95% CI], p | sees positive control "
+        "| explained by | margin | MDE | outcome |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cell, yes = delta_cell, yes_no
     for row in verdict["rows"]:
         diff = row.get("treatment_minus_negative") or {}
         explained = ", ".join(row.get("explained_by") or []) or "nothing"
+        free = row.get("positive_control_habit_free")
+        margin, mde = row.get("margin"), row.get("mde")
+        outcome = row.get("outcome", MISSING) if row.get("primary") else "secondary"
         lines.append(
             f"| {row['task']} | {instrument_label(row['instrument'])} "
-            f"| {yes(row.get('format_neutral'))} | {cell(row.get('treatment'))} "
-            f"| {cell(row.get('negative_control'))} | {cell(row.get('positive_control'))} "
+            f"| {cell(row.get('treatment'))} "
+            f"| {cell(row.get('negative_control'))} | {cell(row.get('positive_control'))}"
+            f" ({cell(free)}) "
             f"| {cell(diff)}, p {p_value(diff.get('p_value'))} "
             f"| {yes(row.get('detects_positive_control'))} | {explained} "
-            f"| **{yes(row.get('supports_transfer'))}** |"
+            f"| {MISSING if margin is None else f'±{margin:.3f}'} "
+            f"| {MISSING if mde is None else f'{mde:.3f}'} | **{outcome}** |"
         )
     return lines
 
