@@ -35,7 +35,7 @@ INSTRUMENTS = {
 HABITS = {
     "position": (("first_letter", "first letter"), ("positional_prior", "positional prior")),
     "count": (("one", '"1"'), ("zero", '"0"'), ("word_length", "word length"),
-              ("majority_answer", "majority")),
+              ("presence", "presence"), ("majority_answer", "majority")),
 }  # fmt: skip
 TASKS = ("spelling", "position", "count")
 
@@ -139,6 +139,7 @@ def detectors_table(tasks: dict[str, dict[str, Any]]) -> str:
                 f"{num(tuned['strategies'][name]['share'], 2)} "
                 f"({num(base['strategies'][name]['baseline'], 2)})"
                 for name, label in habits
+                if name in base["strategies"]  # runs before a detector existed lack it
             )
             index = "–"
             if "index_1" in tuned:
@@ -206,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     tasks = load_tasks(args.metrics)
     print(instrument_table(tasks), end="\n\n")
-    print(baselines_table(tasks), end="\n\n")
+    baselines = baselines_table(tasks)
+    if baselines.count("\n") > 1:  # rows only where choice scoring ran
+        print(baselines, end="\n\n")
     print(coupling_table(tasks))
     if any("detectors" in tasks.get(task, {}) for task in HABITS):
         print("\n" + detectors_table(tasks))

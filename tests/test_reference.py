@@ -131,14 +131,10 @@ def test_default_run_reproduces_the_committed_metrics(tmp_path):
 # README's "answer so far" rows: (task, start of the instrument label) -> where the numbers live
 README_ROWS = {
     ("spelling", "direct generation"): ("eval_spelling", "spelling", None),
-    ("spelling", "choice scoring"): ("eval_spelling", "spelling", "choice"),
-    ("spelling", "teacher-forced letters"): ("eval_spelling", "spelling", "teacher_forced"),
     ("position", "direct generation"): ("eval_position", "position", None),
-    ("position", "choice scoring"): ("eval_position", "position", "choice"),
     ("position", "cloze slot, calibrated"): ("eval_position", "position", "cloze_calibrated"),
     ("position", "cloze slot"): ("eval_position", "position", "cloze"),
     ("count", "direct generation"): ("eval_position", "count", None),
-    ("count", "choice scoring"): ("eval_position", "count", "choice"),
     ("count", "cloze slot, calibrated"): ("eval_position", "count", "cloze_calibrated"),
     ("count", "cloze slot"): ("eval_position", "count", "cloze"),
 }
