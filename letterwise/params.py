@@ -156,7 +156,9 @@ class EvalParams(Section):
     prompting: list[Literal["direct", "spell_first"]] = Field(
         default_factory=lambda: ["direct"], min_length=1
     )
-    choice_scoring: bool = Field(True, description="log-likelihood scoring of answer candidates")
+    choice_scoring: bool = Field(
+        False, description="log-likelihood scoring of answer candidates (not used by the verdict)"
+    )
     # Format-neutral answer slots for position/count (letterwise.eval.cloze): candidates scored
     # after a prefilled reply stem; calibrated against a content-free word; with the correct
     # spelling in context (oracle); after the model's own spelling turn (two_turn).

@@ -126,7 +126,7 @@ def test_every_setting_that_shapes_answers_changes_the_request(tmp_path):
         "seed": settings(tmp_path, decoding="sampled", seed=3),
         "mode": settings(tmp_path, decoding="greedy", mode="thinking"),
         "batch_size": settings(tmp_path, decoding="greedy", batch_size=7),
-        "choice_scoring": settings(tmp_path, decoding="greedy", choice_scoring=False),
+        "choice_scoring": settings(tmp_path, decoding="greedy", choice_scoring=True),
         "prompting": settings(tmp_path, decoding="greedy", prompting=["direct", "spell_first"]),
     }
     seen = {json.dumps(default, sort_keys=True)}
