@@ -55,15 +55,15 @@ def test_numbers_come_from_the_metrics_and_follow_a_change(shown, tmp_path):
     text = render(shown, tmp_path)
     position = json.loads((REPO_ROOT / "metrics/details/eval_position.json").read_text())
     position = position["position"]
-    tuned = position["choice"]["tuned"]
-    row = next(line for line in text.splitlines() if line.startswith("| position | choice"))
+    tuned = position["cloze"]["tuned"]
+    row = next(line for line in text.splitlines() if line.startswith("| position | cloze slot |"))
     # formatted here, independently of the report code
     assert f"{tuned['accuracy']:.3f} [{tuned['ci_low']:.3f}, {tuned['ci_high']:.3f}]" in row
     # change one metric: the report changes with it
     metrics = shown[1]["data"]["metrics"]["metrics/eval_position.json"]["data"]
-    metrics["position"]["choice"]["tuned"]["accuracy"] = 0.777
+    metrics["position"]["cloze"]["tuned"]["accuracy"] = 0.777
     changed = render(shown, tmp_path)
-    row = next(line for line in changed.splitlines() if line.startswith("| position | choice"))
+    row = next(line for line in changed.splitlines() if line.startswith("| position | cloze slot |"))
     assert "0.777 [" in row
     assert f"{tuned['accuracy']:.3f} [" not in row
 
@@ -272,14 +272,14 @@ def test_the_verdict_section_renders_from_verdict_json(tmp_path):
     # the sentence first, then the rule, then one table row per verdict row
     assert section.split("\n", 2)[2].startswith(f"**{verdict['sentence']}**")
     assert f"> **Rule.** {verdict['rule']}" in section
-    assert "Transfer claimed: **no**" in section
+    assert "Outcome per task (transfer / equivalent / inconclusive)" in section
     assert "spelling (seeds 42, 1, 2); negative_control (seeds 42, 1)" in section
     row = next(line for line in section.splitlines() if line.startswith("| position | cloze slot"))
     first = verdict["rows"][0]
     for key in ("treatment", "negative_control", "positive_control"):
         assert interval_text(first[key]) in row
     assert f"{interval_text(first['treatment_minus_negative'])}, p 0.812" in row
-    assert "first_letter" in row and row.endswith("| **no** |")
+    assert "first_letter" in row and row.endswith("| **secondary** |")  # made-up rows name no primary
     assert "![treatment vs controls per format-neutral instrument](report_figures/verdict.png)" in (
         section
     )
@@ -355,7 +355,7 @@ def test_a_verdict_with_a_missing_arm_renders_dashes(tmp_path):
     text = render_with(tmp_path, verdict=verdict)
     row = next(line for line in text.splitlines() if line.startswith("| position | cloze slot"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[4] == "–" and cells[6] == "–, p –"
+    assert cells[3] == "–" and cells[5] == "–, p –"
     assert "negative_control (no run)" in text
 
 

@@ -192,9 +192,9 @@ def test_dose_verdicts_load_by_step_count_and_render_one_row_per_format_neutral_
     # 320 steps: spelling +0.25, negative +0.05, difference +0.20 with CI +0.20 ± 0.04
     assert ("| 320 | 1/1/1 | position | cloze, calibrated | +0.250 | +0.050 "
             "| +0.100 [+0.060, +0.140] | +0.200 [+0.160, +0.240] | yes "
-            "| explained by first_letter | **no** |") in text
+            "| explained by first_letter | **secondary** |") in text  # no primary row here
     # at 40 steps the difference +0.02 [-0.02, +0.06] is not above 0: that is the reason given
-    assert "| +0.020 [-0.020, +0.060] | yes | difference not above 0 | **no** |" in text
+    assert "| +0.020 [-0.020, +0.060] | yes | difference not above 0 | **secondary** |" in text
     assert text.index("| 40 |") < text.index("| 320 |")  # ordered by steps
     assert "| direct |" not in text  # only the format-neutral rows
     # one step count is not a dose-response
