@@ -63,7 +63,9 @@ def test_numbers_come_from_the_metrics_and_follow_a_change(shown, tmp_path):
     metrics = shown[1]["data"]["metrics"]["metrics/eval_position.json"]["data"]
     metrics["position"]["cloze"]["tuned"]["accuracy"] = 0.777
     changed = render(shown, tmp_path)
-    row = next(line for line in changed.splitlines() if line.startswith("| position | cloze slot |"))
+    row = next(
+        line for line in changed.splitlines() if line.startswith("| position | cloze slot |")
+    )
     assert "0.777 [" in row
     assert f"{tuned['accuracy']:.3f} [" not in row
 
@@ -205,6 +207,7 @@ def interval_text(d: dict, sign: bool = True) -> str:
 def made_up_verdict() -> dict:
     """A verdict.json in the schema of docs/notes INTERFACES; every number is invented for this
     test and appears nowhere else."""
+
     def d(delta, low, high):
         return {"delta": delta, "ci_low": low, "ci_high": high}
 
@@ -279,7 +282,9 @@ def test_the_verdict_section_renders_from_verdict_json(tmp_path):
     for key in ("treatment", "negative_control", "positive_control"):
         assert interval_text(first[key]) in row
     assert f"{interval_text(first['treatment_minus_negative'])}, p 0.812" in row
-    assert "first_letter" in row and row.endswith("| **secondary** |")  # made-up rows name no primary
+    assert "first_letter" in row and row.endswith(
+        "| **secondary** |"
+    )  # made-up rows name no primary
     assert "![treatment vs controls per format-neutral instrument](report_figures/verdict.png)" in (
         section
     )
@@ -304,8 +309,11 @@ def test_a_verdict_without_its_sentence_is_a_clear_error(tmp_path):
 def test_qwen3_data_results_are_rendered_beside_the_reference_when_committed(tmp_path):
     folder = tmp_path / "qwen3-data"
     folder.mkdir()
-    made_up = {"filter_tokens": {"kept_strings": 12345, "model": "qwen3-4b"},
-               "build_dataset": {"leakage": {"leaked_words": 0}}, "extra": {"answer": 7}}
+    made_up = {
+        "filter_tokens": {"kept_strings": 12345, "model": "qwen3-4b"},
+        "build_dataset": {"leakage": {"leaked_words": 0}},
+        "extra": {"answer": 7},
+    }
     (folder / "COMMAND").write_text("how it was made\n")
     text = render_with(tmp_path, qwen3_data=made_up, qwen3_data_path=folder)  # fmt: skip
     cpu = text[text.index("### Measured on CPU") : text.index("### Needs the GPU run")]

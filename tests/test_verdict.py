@@ -118,7 +118,9 @@ def test_transfer_claimed_when_all_three_conditions_hold(tmp_path):
     assert cloze["explained_by"] == []
     assert cloze["supports_transfer"] is True
     assert verdict["claimed"] is True
-    assert verdict["sentence"].startswith("Position: transfer (spelling minus negative control +0.300 [")
+    assert verdict["sentence"].startswith(
+        "Position: transfer (spelling minus negative control +0.300 ["
+    )
     assert "negative control" in verdict["sentence"]
 
 
@@ -389,10 +391,15 @@ def test_same_seed_same_output_different_seed_different_resamples(tmp_path):
             "positive_control": {"cloze": POSITIVE_GAIN},
         },
     )
-    assert verdict_from_dir(tmp_path, seed=1, plan=PLAN) == verdict_from_dir(tmp_path, seed=1, plan=PLAN)
+    assert verdict_from_dir(tmp_path, seed=1, plan=PLAN) == verdict_from_dir(
+        tmp_path, seed=1, plan=PLAN
+    )
     bounds = [
         (r["ci_low"], r["ci_high"])
-        for v in (verdict_from_dir(tmp_path, seed=1, plan=PLAN), verdict_from_dir(tmp_path, seed=2, plan=PLAN))
+        for v in (
+            verdict_from_dir(tmp_path, seed=1, plan=PLAN),
+            verdict_from_dir(tmp_path, seed=2, plan=PLAN),
+        )
         for r in (row(v, "cloze")["treatment"], row(v, "cloze")["treatment_minus_negative"])
     ]
     assert bounds[:2] != bounds[2:]
@@ -485,5 +492,7 @@ def test_an_instrument_pools_only_the_runs_that_measured_it(tmp_path):
     # by hand: the same +80 of 200 in every run that has the instrument
     assert row(verdict, "choice")["treatment"]["delta"] == pytest.approx(0.4)
     assert {(r["arm"], r["seed"]) for r in verdict["per_seed"] if r["instrument"] == "choice"} == {
-        ("spelling", 1), ("negative_control", 1), ("positive_control", 1)
+        ("spelling", 1),
+        ("negative_control", 1),
+        ("positive_control", 1),
     }

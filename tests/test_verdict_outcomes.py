@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from letterwise.eval.verdict import Plan, hierarchical_delta, question_draws, verdict_from_dir
-from tests.test_verdict import BASE, FIRST_LETTER, N, POSITIONAL_PRIOR, Q, row, write_arms
+from tests.test_verdict import BASE, FIRST_LETTER, POSITIONAL_PRIOR, N, Q, row, write_arms
 
 PLAN = Plan(primary_instrument="cloze", primary_outcome="accuracy", margin_share=0.5)
 HABIT_FREE = np.flatnonzero(~(FIRST_LETTER | POSITIONAL_PRIOR))  # questions 90..199: 110

@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     measured = measure(model, tokenizer, rows, batch_size=args.batch_size)
     choice = {
         task: choose_stems(
-            task, {t: m["habit_share"] for t, m in per_stem.items()},
-            max_share=args.max_habit_share, n_stems=args.stems,
+            task,
+            {t: m["habit_share"] for t, m in per_stem.items()},
+            max_share=args.max_habit_share,
+            n_stems=args.stems,
         )  # fmt: skip
         for task, per_stem in measured.items()
     }

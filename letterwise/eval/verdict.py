@@ -406,7 +406,9 @@ def load_task(runs: list[Run], task: str, outcome: str = "accuracy") -> TaskData
             f"{task}: no run holds per-question probabilities ('scores'); these runs hold only "
             "0/1 bits: use --outcome accuracy"
         )
-    strategy_names = sorted(reference.get("strategy_right") or {}, key=lambda n: _strategy_key(task, n))
+    strategy_names = sorted(
+        reference.get("strategy_right") or {}, key=lambda n: _strategy_key(task, n)
+    )
     data = TaskData(ids, instruments, {}, {}, {}, {})
     for run in runs:
         entry = run.per_question[task]
@@ -602,7 +604,10 @@ def decide(row: dict[str, Any], plan: Plan) -> dict[str, Any]:
         margin = plan.margin_share * free["delta"]
     decided: dict[str, Any] = {"margin": margin, "mde": None, "n_for_margin": None}
     if difference is None:
-        decided |= {"outcome": INCONCLUSIVE, "reason": "not measured: " + ", ".join(row["not_measured"])}
+        decided |= {
+            "outcome": INCONCLUSIVE,
+            "reason": "not measured: " + ", ".join(row["not_measured"]),
+        }
         return decided
     n = difference["n_questions"]
     se = difference["se"]
@@ -611,9 +616,15 @@ def decide(row: dict[str, Any], plan: Plan) -> dict[str, Any]:
         # standard errors shrink as 1/sqrt(n) at a fixed number of seeds
         decided["n_for_margin"] = math.ceil(n * (decided["mde"] / margin) ** 2)
     if row["supports_transfer"]:
-        decided |= {"outcome": TRANSFER, "reason": "above 0, positive control seen, no detector explains it"}
+        decided |= {
+            "outcome": TRANSFER,
+            "reason": "above 0, positive control seen, no detector explains it",
+        }
     elif margin is not None and -margin < tost["ci_low"] and tost["ci_high"] < margin:
-        decided |= {"outcome": EQUIVALENT, "reason": f"{round(100 * (1 - 2 * plan.alpha))}% interval inside +-{margin:.3f}"}
+        decided |= {
+            "outcome": EQUIVALENT,
+            "reason": f"{round(100 * (1 - 2 * plan.alpha))}% interval inside +-{margin:.3f}",
+        }
     else:
         decided |= {"outcome": INCONCLUSIVE, "reason": why_not(row)}
     return decided
@@ -703,7 +714,9 @@ def _task_sentence(outcome: dict[str, Any]) -> str:
     else:
         parts.append(f"margin \u00b1{margin:.3f}")
     if row["mde"] is not None:
-        parts.append(f"minimum detectable effect {row['mde']:.3f} at n = {row['treatment_minus_negative']['n_questions']}")
+        parts.append(
+            f"minimum detectable effect {row['mde']:.3f} at n = {row['treatment_minus_negative']['n_questions']}"
+        )
     if row["n_for_margin"] is not None:
         parts.append(f"about {row['n_for_margin']:,} questions to detect the margin")
     return head + "; " + "; ".join(parts) + ")"
@@ -754,7 +767,9 @@ def verdict_from_dir(
     loaded = {task: load_task(runs, task, plan.primary_outcome) for task in _tasks(runs)}
     for task, data in loaded.items():
         for dropped, kept in data.duplicates.items():
-            notes.append(f"{task}: strategy {dropped} is right on exactly the questions {kept} is; counted once, as {kept}")
+            notes.append(
+                f"{task}: strategy {dropped} is right on exactly the questions {kept} is; counted once, as {kept}"
+            )
         maker = _RowMaker(data, task, plan, seed=seed, resamples=resamples)
         task_rows = [maker.row(instrument, arms) for instrument in data.instruments]
         rows += task_rows
@@ -772,13 +787,24 @@ def verdict_from_dir(
         "claimed": any(o["outcome"] == TRANSFER for o in outcomes),
         "outcomes": {
             o["task"]: {k: v for k, v in o.items() if k != "row"}
-            | ({} if o["row"] is None else {
-                key: o["row"][key] for key in (
-                    "treatment_minus_negative", "treatment_minus_negative_tost", "margin",
-                    "mde", "n_for_margin", "reason", "positive_control",
-                    "positive_control_habit_free", "detects_positive_control",
-                )
-            })  # fmt: skip
+            | (
+                {}
+                if o["row"] is None
+                else {
+                    key: o["row"][key]
+                    for key in (
+                        "treatment_minus_negative",
+                        "treatment_minus_negative_tost",
+                        "margin",
+                        "mde",
+                        "n_for_margin",
+                        "reason",
+                        "positive_control",
+                        "positive_control_habit_free",
+                        "detects_positive_control",
+                    )
+                }
+            )  # fmt: skip
             for o in outcomes
         },
         "sentence": verdict_sentence(outcomes, arms),
