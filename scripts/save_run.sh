@@ -3,7 +3,9 @@
 # rendered again without the experiment refs:
 #   scripts/save_run.sh EXPERIMENT DEST "COMMAND THAT MADE IT"
 # DEST gets the run's metrics/details/*.json, params.yaml, its training loss curve (loss.tsv),
-# COMMIT (the code it ran: the experiment's baseline), EXPERIMENT (its ref) and command.txt.
+# COMMIT (the code it ran: the experiment's baseline), EXPERIMENT (its ref) and command.txt,
+# and the per-question prediction records of both eval stages (every candidate's score per
+# instrument and stem, gzipped) when the local DVC cache holds them, so anyone can re-analyse.
 set -euo pipefail
 name=$1; dest=$2; command=${3:-}
 rev=$(git for-each-ref refs/exps --format='%(objectname) %(refname)' | awk -v n="/$name\$" '$2 ~ n {print $1}' | head -1)
@@ -14,6 +16,17 @@ for stage in filter_tokens build_dataset train eval_spelling eval_position publi
 done
 git show "$rev:params.yaml" > "$tmp/params.yaml"
 git show "$rev:dvclive/train/plots/metrics/loss.tsv" > "$tmp/loss.tsv" 2>/dev/null || rm -f "$tmp/loss.tsv"
+for stage in eval_spelling eval_position; do
+  md5=$(git show "$rev:dvc.lock" | python -c "import sys, yaml
+outs = yaml.safe_load(sys.stdin)['stages'].get('$stage', {}).get('outs', [])
+print(next((o['md5'] for o in outs if o['path'] == 'data/predictions/$stage.jsonl'), ''))")
+  cached=".dvc/cache/files/md5/${md5:0:2}/${md5:2}"
+  if [ -n "$md5" ] && [ -f "$cached" ]; then
+    gzip -9 -n -c "$cached" > "$tmp/predictions_$stage.jsonl.gz"
+  else
+    echo "note: $stage predictions not in the local DVC cache; not saved" >&2
+  fi
+done
 git rev-parse "$rev^" > "$tmp/COMMIT"
 echo "$rev" > "$tmp/EXPERIMENT"
 echo "$command" > "$tmp/command.txt"
