@@ -16,11 +16,12 @@ for stage in filter_tokens build_dataset train eval_spelling eval_position publi
 done
 git show "$rev:params.yaml" > "$tmp/params.yaml"
 git show "$rev:dvclive/train/plots/metrics/loss.tsv" > "$tmp/loss.tsv" 2>/dev/null || rm -f "$tmp/loss.tsv"
+cache=$(dvc cache dir 2>/dev/null || echo .dvc/cache)   # a clone may share another repo's cache
 for stage in eval_spelling eval_position; do
   md5=$(git show "$rev:dvc.lock" | python -c "import sys, yaml
 outs = yaml.safe_load(sys.stdin)['stages'].get('$stage', {}).get('outs', [])
 print(next((o['md5'] for o in outs if o['path'] == 'data/predictions/$stage.jsonl'), ''))" 2>/dev/null || true)
-  cached=".dvc/cache/files/md5/${md5:0:2}/${md5:2}"
+  cached="$cache/files/md5/${md5:0:2}/${md5:2}"
   if [ -n "$md5" ] && [ -f "$cached" ]; then
     gzip -9 -n -c "$cached" > "$tmp/predictions_$stage.jsonl.gz"
   else

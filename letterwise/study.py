@@ -1,0 +1,272 @@
+"""The powered study, run from its committed plan, one run at a time, resumable.
+
+    python -m letterwise.study status                  # what the plan asks, what is committed
+    python -m letterwise.study run --phase confirm     # the validation check before the test split
+    python -m letterwise.study run --phase test --model smollm2-135m
+    python -m letterwise.study run --dry-run           # the dvc commands only
+
+The plan (docs/results/study/plan.yaml) names the recipe, the n, the arms and the seeds. Each run
+is a `dvc exp run` in a private clone of this repository at the commit being run (so edits made
+in the working tree meanwhile never leak into a run), sharing this repository's DVC cache and
+the answer cache (base answers are computed once per model). A finished run is saved with
+scripts/save_run.sh into docs/results/study/<model>/<arm>-seed<k>/ (validation runs under
+docs/results/study/<model>/validation/), with timing.json, and committed at once: a stop at any
+moment loses at most the run in flight, and the next `run` skips every committed folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from letterwise.io import write_json
+
+PLAN_FILE = Path("docs/results/study/plan.yaml")
+STUDY_DIR = Path("docs/results/study")
+CLONE_DIR = Path(".study/clone")
+PHASES = ("confirm", "test")
+# what makes a saved run complete: the verdict reads eval_position.json's per-question results
+REQUIRED_FILES = ("eval_position.json", "eval_spelling.json", "train.json", "COMMIT", "timing.json")
+
+console = Console(stderr=True)
+
+
+class PlanError(SystemExit):
+    """The plan file is missing a section the runner needs, or names an unknown value."""
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    phase: str
+    model: str
+    arm: str
+    seed: int
+    settings: tuple[tuple[str, Any], ...]  # every -S key=value, in order
+
+    @property
+    def name(self) -> str:
+        prefix = "study-val" if self.phase == "confirm" else "study"
+        return f"{prefix}-{self.model}-{self.arm}-s{self.seed}"
+
+    @property
+    def folder(self) -> Path:
+        base = STUDY_DIR / self.model
+        if self.phase == "confirm":
+            base = base / "validation"
+        return base / f"{self.arm}-seed{self.seed}"
+
+    def command(self) -> list[str]:
+        command = ["dvc", "exp", "run", "-n", self.name]
+        for key, value in self.settings:
+            command += ["-S", f"{key}={_yaml_scalar(value)}"]
+        return command
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _dotted(section: dict[str, Any], where: str) -> list[tuple[str, Any]]:
+    """The plan's `a.b: value` entries of a section (prose entries such as `other` skipped)."""
+    if not isinstance(section, dict):
+        raise PlanError(f"{PLAN_FILE}: `{where}` must be a mapping")
+    return [(key, value) for key, value in section.items() if "." in key]
+
+
+def load_plan(path: Path = PLAN_FILE) -> dict[str, Any]:
+    if not path.is_file():
+        raise PlanError(f"{path} not found: the study runs only from a committed plan")
+    plan = yaml.safe_load(path.read_text())
+    for key in ("recipe", "n", "arms", "seeds", "confirm"):
+        if key not in plan:
+            raise PlanError(f"{path}: no `{key}` section")
+    return plan
+
+
+def planned_runs(
+    plan: dict[str, Any], phase: str, models: list[str] | None = None
+) -> list[StudyRun]:
+    """Every run of a phase, in the order they are run: seed by seed, so that a partial study
+    has whole seeds (all arms of seed 1 before any of seed 2)."""
+    if phase not in PHASES:
+        raise PlanError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
+    shared = _dotted(plan["recipe"], "recipe") + _dotted(plan["n"], "n")
+    if phase == "confirm":
+        confirm = plan["confirm"]
+        arms, seeds_of = confirm["arms"], {m: confirm["seeds"] for m in plan["seeds"]}
+        shared += _dotted(confirm, "confirm") + [("eval.split", "validation")]
+    else:
+        arms, seeds_of = plan["arms"], plan["seeds"]
+        shared += [("eval.split", "test")]
+    unknown = sorted(set(models or []) - set(plan["seeds"]))
+    if unknown:
+        raise PlanError(
+            f"the plan has no model {', '.join(unknown)} (it has {', '.join(plan['seeds'])})"
+        )
+    runs = []
+    for model in models or list(plan["seeds"]):
+        for seed in seeds_of[model]:
+            for arm in arms:
+                settings = [("model", model), ("build_dataset.arm", arm), ("train.seed", seed)]
+                merged = dict(settings + shared)  # a later entry (the phase's) wins
+                runs.append(StudyRun(phase, model, arm, int(seed), tuple(merged.items())))
+    return runs
+
+
+def is_complete(run: StudyRun, root: Path = Path(".")) -> bool:
+    return all((root / run.folder / name).is_file() for name in REQUIRED_FILES)
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def prepare_clone(commit: str, repo: Path = Path(".")) -> Path:
+    """A clone of this repository at `commit` that uses this repository's DVC cache."""
+    clone = repo / CLONE_DIR
+    if not (clone / ".git").is_dir():
+        clone.parent.mkdir(parents=True, exist_ok=True)
+        _git("clone", "-q", str(repo.resolve()), str(clone))
+    _git("fetch", "-q", str(repo.resolve()), "HEAD", cwd=clone)
+    _git("checkout", "-q", "-f", commit, cwd=clone)
+    # a run starts from the commit's params and lock, never from the previous run's
+    _git("checkout", "-q", "--", ".", cwd=clone)
+    cache = (repo / ".dvc" / "cache").resolve()
+    subprocess.run(["dvc", "cache", "dir", "--local", str(cache)], cwd=clone, check=True)
+    return clone
+
+
+def run_one(run: StudyRun, commit: str, repo: Path = Path(".")) -> Path:
+    """One run in the clone, saved into the repo and committed; returns its folder."""
+    clone = prepare_clone(commit, repo)
+    command = run.command()
+    shown = " ".join(shlex.quote(c) for c in command)
+    console.print(f"[bold]{run.name}[/] at {commit[:7]}: {shown}")
+    started = time.time()
+    subprocess.run(command, cwd=clone, check=True)
+    seconds = time.time() - started
+    saved = clone / "docs/results/study/.saved" / run.folder.name
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["bash", "scripts/save_run.sh", run.name, str(saved.relative_to(clone)),
+         f"python -m letterwise.study run --phase {run.phase} (this run: {shown})"],
+        cwd=clone, check=True,
+    )  # fmt: skip
+    write_json(saved / "timing.json", {
+        "wall_seconds": round(seconds, 1),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "cpu": _cpu_model(),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "plan_commit": _git("log", "-1", "--format=%H", "--", str(PLAN_FILE), cwd=clone),
+    })  # fmt: skip
+    dest = repo / run.folder
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.incoming"
+    subprocess.run(["rm", "-rf", str(tmp)], check=True)
+    subprocess.run(["cp", "-r", str(saved), str(tmp)], check=True)
+    subprocess.run(["rm", "-rf", str(dest)], check=True)
+    tmp.rename(dest)  # whole folder or nothing
+    message = f"Study run {run.name}: {seconds / 60:.0f} min (python -m letterwise.study)"
+    commit_folder(run.folder, message, repo)
+    console.print(f"saved and committed {run.folder} ({seconds / 60:.1f} min)")
+    return dest
+
+
+def commit_folder(folder: Path, message: str, repo: Path = Path("."), tries: int = 10) -> None:
+    """Commit only `folder`; others may be committing in the same repository (index.lock)."""
+    for attempt in range(tries):
+        try:
+            _git("add", "--", str(folder), cwd=repo)
+            _git("commit", "-q", "-m", message, "--", str(folder), cwd=repo)
+            return
+        except subprocess.CalledProcessError as error:
+            if "index.lock" not in (error.stderr or "") or attempt == tries - 1:
+                raise
+            time.sleep(3)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def status_table(plan: dict[str, Any]) -> Table:
+    table = Table(title="the study: planned runs and what is committed")
+    for column in ("phase", "run", "folder", "state"):
+        table.add_column(column)
+    for phase in PHASES:
+        for run in planned_runs(plan, phase):
+            state = "[green]committed[/]" if is_complete(run) else "to run"
+            table.add_row(phase, run.name, str(run.folder), state)
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m letterwise.study",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("status", help="list the planned runs and which are committed")
+    run = sub.add_parser("run", help="run every planned run not yet committed, in order")
+    run.add_argument(
+        "--phase",
+        choices=PHASES,
+        default="test",
+        help="confirm = the validation check of the recipe; test = the study itself",
+    )
+    run.add_argument("--model", action="append", help="only this model (repeatable); default all")
+    run.add_argument("--limit", type=int, default=None, help="stop after this many runs")
+    run.add_argument("--dry-run", action="store_true", help="print the dvc commands, run nothing")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    plan = load_plan()
+    if args.action == "status":
+        Console().print(status_table(plan))
+        return 0
+    runs = [r for r in planned_runs(plan, args.phase, args.model) if not is_complete(r)]
+    if args.limit is not None:
+        runs = runs[: args.limit]
+    if args.dry_run:
+        for run in runs:
+            print(" ".join(shlex.quote(c) for c in run.command()))
+        return 0
+    if _git("status", "--porcelain", "--", str(PLAN_FILE)):
+        raise PlanError(f"{PLAN_FILE} has uncommitted changes: commit the plan before running it")
+    commit = _git("rev-parse", "HEAD")
+    console.print(f"{len(runs)} run(s) to go at {commit[:7]}")
+    for index, run in enumerate(runs, 1):
+        console.print(f"[{index}/{len(runs)}]")
+        run_one(run, commit)
+    summary = {r.name: str(r.folder) for r in runs}
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
