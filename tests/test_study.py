@@ -1,0 +1,96 @@
+"""The study runner (letterwise.study): the runs a plan asks for, in order, with the phase's
+settings winning, and committed runs skipped."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from letterwise import study
+
+PLAN = """
+recipe:
+  train.max_steps: 320
+  other: prose, not a setting
+n:
+  build_dataset.test_words: 1000
+  eval.max_questions: 1000
+confirm:
+  arms: [positive_control]
+  seeds: [1]
+  eval.max_questions: 400
+arms: [spelling, negative_control]
+seeds:
+  modela: [1, 2]
+  modelb: [7]
+"""
+
+
+@pytest.fixture
+def plan(tmp_path):
+    path = tmp_path / "plan.yaml"
+    path.write_text(PLAN)
+    return study.load_plan(path)
+
+
+def test_the_test_phase_runs_whole_seeds_in_order(plan):
+    runs = study.planned_runs(plan, "test")
+    assert [(r.model, r.seed, r.arm) for r in runs] == [
+        ("modela", 1, "spelling"),
+        ("modela", 1, "negative_control"),
+        ("modela", 2, "spelling"),
+        ("modela", 2, "negative_control"),
+        ("modelb", 7, "spelling"),
+        ("modelb", 7, "negative_control"),
+    ]
+    first = runs[0]
+    assert first.name == "study-modela-spelling-s1"
+    assert str(first.folder) == "docs/results/study/modela/spelling-seed1"
+    assert first.command() == [
+        "dvc", "exp", "run", "-n", "study-modela-spelling-s1",
+        "-S", "model=modela", "-S", "build_dataset.arm=spelling", "-S", "train.seed=1",
+        "-S", "train.max_steps=320", "-S", "build_dataset.test_words=1000",
+        "-S", "eval.max_questions=1000", "-S", "eval.split=test",
+    ]  # fmt: skip
+
+
+def test_the_confirm_phase_is_on_validation_and_its_n_wins(plan):
+    runs = study.planned_runs(plan, "confirm", ["modelb"])
+    assert len(runs) == 1
+    [run] = runs
+    settings = dict(run.settings)
+    assert settings["eval.max_questions"] == 400  # the confirm section's, not n's 1000
+    assert settings["eval.split"] == "validation"
+    assert settings["build_dataset.arm"] == "positive_control" and settings["train.seed"] == 1
+    assert str(run.folder) == "docs/results/study/modelb/validation/positive_control-seed1"
+    assert run.command().count("-S") == len(settings) == 7
+
+
+def test_unknown_models_and_phases_and_missing_sections_are_named(plan, tmp_path):
+    with pytest.raises(study.PlanError, match="no model modelc"):
+        study.planned_runs(plan, "test", ["modelc"])
+    with pytest.raises(study.PlanError, match="unknown phase 'train'"):
+        study.planned_runs(plan, "train")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump({k: v for k, v in plan.items() if k != "confirm"}))
+    with pytest.raises(study.PlanError, match="no `confirm` section"):
+        study.load_plan(broken)
+
+
+def test_a_run_counts_as_committed_only_with_every_file(plan, tmp_path):
+    run = study.planned_runs(plan, "test")[0]
+    folder = tmp_path / run.folder
+    folder.mkdir(parents=True)
+    names = ["eval_position.json", "eval_spelling.json", "train.json", "COMMIT", "timing.json"]
+    for name in names[:-1]:
+        (folder / name).write_text("{}")
+    assert not study.is_complete(run, tmp_path)  # a run killed before its timing was written
+    (folder / names[-1]).write_text("{}")
+    assert study.is_complete(run, tmp_path)
+
+
+def test_the_committed_plan_parses():
+    plan = study.load_plan()
+    runs = study.planned_runs(plan, "test")
+    assert {r.arm for r in runs} == {"spelling", "negative_control", "positive_control"}
+    assert all(dict(r.settings)["eval.max_questions"] >= 1000 for r in runs)
