@@ -12,8 +12,9 @@ Checks: environment; lora_steps (a few LoRA steps, the loss on completion tokens
 fp16_as_on_t4 (fp16 autocast + GradScaler steps, as a T4 trains); choice_vs_no_cache and
 legacy_cache (choice scoring vs one full forward per candidate, and through tuple caches);
 padded_vs_single (batched greedy generation equals one prompt at a time); thinking_budget
-(the budget cuts traces, unclosed share counted); merge_load_back (merged weights vs the
-adapter, argmax agreement); unsloth_lora (Unsloth's LoRA steps on the tiny model);
+(the budget cuts traces, unclosed share counted); thinking_comparison (letterwise.eval.thinking's
+model path, both modes at their own sampling); merge_load_back (merged weights vs the adapter,
+argmax agreement); unsloth_lora (Unsloth's LoRA steps on the tiny model);
 qwen3_4b_step (peft vs Unsloth s/step and peak memory at Qwen3-4B's shapes).
 """
 
@@ -321,6 +322,35 @@ def check_thinking_budget(ctx: Context) -> dict[str, Any]:
     }
 
 
+def check_thinking_comparison(ctx: Context) -> dict[str, Any]:
+    """letterwise.eval.thinking's model path on the tiny Qwen3: both modes, their own sampling,
+    thinking batches sized from free memory (the numbers mean nothing: random weights)."""
+    from letterwise.eval import thinking
+    from letterwise.generation import QWEN3_SAMPLING
+    from letterwise.params import Params
+
+    model, tokenizer = ctx.tiny(), ctx.tokenizer
+    rows = {
+        "position": [{"id": "p0", "task": "position", "word": "cat", "word_length": 3,
+                      "expected": "a", "question": "In 'cat', what is the 2nd letter?"}],
+        "count": [{"id": "c0", "task": "count", "word": "tattoo", "word_length": 6,
+                   "expected": "3", "question": "How many t's are in 'tattoo'?"}],
+    }  # fmt: skip
+    by_mode = {m: thinking.mode_params(Params(), m, n_samples=2, thinking_budget=24)
+               for m in thinking.MODES}  # fmt: skip
+    answer = thinking.model_answerer(model, tokenizer)
+    result = thinking.evaluate(rows, by_mode, answer, thinking.token_counter(tokenizer), seed=0)
+    for mode, want in QWEN3_SAMPLING.items():
+        got = result["modes"][mode]["sampling"]
+        if {k: got[k] for k in want} != want:
+            raise AssertionError(f"{mode} sampled with {got}, not {want}")
+    return {
+        mode: {key: section[key] for key in ("batch_size", "seconds")}
+        | {"unclosed_share": section["tasks"]["count"]["unclosed_share"]}
+        for mode, section in result["modes"].items()
+    }
+
+
 def check_merge_load_back(ctx: Context) -> dict[str, Any]:
     import torch
 
@@ -425,6 +455,7 @@ CHECKS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "legacy_cache": check_legacy_cache,
     "padded_vs_single": check_padded_vs_single,
     "thinking_budget": check_thinking_budget,
+    "thinking_comparison": check_thinking_comparison,
     "merge_load_back": check_merge_load_back,
     "unsloth_lora": check_unsloth_lora,
     "qwen3_4b_step": check_qwen3_4b_step,

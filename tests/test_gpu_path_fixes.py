@@ -270,7 +270,8 @@ def test_gpu_check_dry_run_end_to_end(tmp_path):
         assert checks[name]["status"] == "skipped", name
         assert "CUDA" in checks[name]["reason"]
     for name in ("environment", "lora_steps", "choice_vs_no_cache", "legacy_cache",
-                 "padded_vs_single", "thinking_budget", "merge_load_back"):  # fmt: skip
+                 "padded_vs_single", "thinking_budget", "thinking_comparison",
+                 "merge_load_back"):  # fmt: skip
         assert checks[name]["status"] == "passed", (name, checks[name])
         assert json.loads((out / f"{name}.json").read_text())["status"] == "passed"
-    assert summary["counts"] == {"passed": 7, "failed": 0, "skipped": 3}
+    assert summary["counts"] == {"passed": 8, "failed": 0, "skipped": 3}
