@@ -208,7 +208,8 @@ def test_base_answers_are_reused_and_a_new_adapter_is_evaluated_afresh(tmp_path)
     # outside thinking mode. Sampled decoding is a new setting for generation (4 batches
     # computed afresh); choice scoring does not sample, so its 4 batches are read back.
     def eval_params(**changes) -> None:
-        eval_section = {"max_questions": 2, "batch_size": 1, "cloze": []} | changes
+        eval_section = {"max_questions": 2, "batch_size": 1, "choice_scoring": True,
+                        "cloze": []} | changes  # fmt: skip
         write_params(run, {"model": "qwen3-tiny", "train": {"backend": "transformers"},
                            "eval": eval_section})  # fmt: skip
 

@@ -171,7 +171,7 @@ def test_default_preset_smoke_run_on_the_real_smollm2_weights(tmp_path):
     position = json.loads((clone / "metrics/details/eval_position.json").read_text())
     assert position["model"] == "smollm2-135m"
     for task in ("position", "count"):
-        for instrument in (position[task], position[task]["choice"]):
+        for instrument in (position[task], position[task]["cloze_calibrated"]):
             assert instrument["base"]["n"] == instrument["tuned"]["n"] == 4
     load_back = json.loads((clone / "metrics/details/publish.json").read_text())["load_back"]
     assert load_back["matches"] == load_back["questions"] > 0

@@ -10,10 +10,11 @@ What each model does there, and why:
   runs out), so it gets no count right: base accuracy is 0.
 - positive_control: it trains on position and count questions about training strings, each
   answered by a bare letter or number. A 2-layer random model cannot learn to count in 20
-  steps, but it does learn the answer format and the prior: a bare "1", the most common answer
-  (most letters of a word occur once; a quarter of the questions ask about an absent letter,
-  answer 0). Held-out count questions answered "1" are then right whenever the answer is 1,
-  about 2/3 of them, so tuned - base is large and its 95% CI lies above 0.
+  steps, but it does learn the answer format and the prior: a bare "1", the most common answer.
+  The split keeps 40% of count questions at answer >= 2 (count_multiple_share) and asks a
+  quarter of the rest about an absent letter (answer 0), so about 1 - 0.4 - 0.6 x 0.25 = 0.45
+  of them have answer 1. Held-out count questions answered "1" are right exactly there, so
+  tuned - base is large and its 95% CI lies above 0.
 - spelling: the same recipe on spelling rows ("Spell 'straw'." -> "s t r a w") never teaches a
   bare number, so the tuned model still answers no count question in the number format and
   its delta stays at 0.
@@ -106,7 +107,7 @@ def test_positive_control_gains_on_count_where_spelling_does_not(qwen3_data, tmp
         assert section["base"]["in_format_rate"] <= 0.1
         assert section["base"]["accuracy"] <= 0.05
 
-    # the share of count questions a model that always answers "1" gets right (about 2/3)
+    # the share of count questions a model that always answers "1" gets right (about 0.45)
     lines = (tmp_path / "positive_control/data/predictions/eval_position.jsonl").read_text()
     rows = [json.loads(line) for line in lines.splitlines()]
     expected = [row["expected"] for row in rows if row["task"] == "count"]
@@ -116,10 +117,10 @@ def test_positive_control_gains_on_count_where_spelling_does_not(qwen3_data, tmp
     positive = count["positive_control"]
     # it answers in the count format (a bare number) nearly always ...
     assert positive["tuned"]["in_format_rate"] >= 0.8
-    # ... and the learned prior is right on a large share: well above 0, CI above 0. 0.3 is
+    # ... and the learned prior is right on a large share: well above 0, CI above 0. 0.2 is
     # under half of the "always 1" share, so a partly learned prior still passes.
-    assert ones >= 0.5
-    assert positive["delta"]["delta"] >= 0.3
+    assert ones >= 0.35
+    assert positive["delta"]["delta"] >= 0.2
     assert positive["delta"]["ci_low"] > 0.0
 
     spelling = count["spelling"]
@@ -128,4 +129,4 @@ def test_positive_control_gains_on_count_where_spelling_does_not(qwen3_data, tmp
     assert spelling["tuned"]["in_format_rate"] <= 0.1
     assert spelling["delta"]["delta"] <= 0.05
     assert spelling["delta"]["ci_low"] <= 0.0
-    assert positive["delta"]["delta"] - spelling["delta"]["delta"] >= 0.25
+    assert positive["delta"]["delta"] - spelling["delta"]["delta"] >= 0.15
