@@ -10,7 +10,7 @@ is a `dvc exp run` in a private clone of this repository at the commit being run
 in the working tree meanwhile never leak into a run), sharing this repository's DVC cache and
 the answer cache (base answers are computed once per model). A finished run is saved with
 scripts/save_run.sh into docs/results/study/<model>/<arm>-seed<k>/ (validation runs under
-docs/results/study/<model>/validation/), with timing.json, and committed at once: a stop at any
+docs/results/study/<model>/validation/steps<N>/), with timing.json, and committed at once: a stop at any
 moment loses at most the run in flight, and the next `run` skips every committed folder.
 """
 
@@ -64,7 +64,10 @@ class StudyRun:
     def folder(self) -> Path:
         base = STUDY_DIR / self.model
         if self.phase == "confirm":
-            base = base / "validation"
+            # one folder per step count: a confirm run at raised steps never overwrites (or is
+            # skipped because of) the one that raised them
+            steps = dict(self.settings).get("train.max_steps", "default")
+            base = base / "validation" / f"steps{steps}"
         return base / f"{self.arm}-seed{self.seed}"
 
     def command(self) -> list[str]:

@@ -62,7 +62,8 @@ def test_the_confirm_phase_is_on_validation_and_its_n_wins(plan):
     assert settings["eval.max_questions"] == 400  # the confirm section's, not n's 1000
     assert settings["eval.split"] == "validation"
     assert settings["build_dataset.arm"] == "positive_control" and settings["train.seed"] == 1
-    assert str(run.folder) == "docs/results/study/modelb/validation/positive_control-seed1"
+    # the fixture recipe trains 320 steps: a confirm folder is named by its step count
+    assert str(run.folder) == "docs/results/study/modelb/validation/steps320/positive_control-seed1"
     assert run.command().count("-S") == len(settings) == 7
 
 
