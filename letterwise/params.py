@@ -220,7 +220,22 @@ class VerdictParams(Section):
     primary_instrument: Literal["cloze", "cloze_calibrated"] = (
         "cloze_calibrated"
     )
-    primary_outcome: Literal["accuracy", "probability"] = "probability"
+    # one measure for both tasks, or one per task ({position: ..., count: ...})
+    primary_outcome: (
+        Literal["accuracy", "probability"]
+        | dict[Literal["position", "count"], Literal["accuracy", "probability"]]
+    ) = {"position": "probability", "count": "accuracy"}
+
+    @model_validator(mode="after")
+    def _outcome_names_both_tasks(self) -> "VerdictParams":
+        if isinstance(self.primary_outcome, dict) and set(self.primary_outcome) != {
+            "position", "count"
+        }:
+            raise ValueError(
+                "verdict.primary_outcome per task must name both position and count, got "
+                + ", ".join(sorted(self.primary_outcome))
+            )
+        return self
     margin_share: float = Field(0.5, gt=0.0, le=1.0, description="margin / habit-free PC effect")
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="two-sided; TOST at alpha each side")
     power: float = Field(0.8, ge=0.5, lt=1.0, description="for the minimum detectable effect")

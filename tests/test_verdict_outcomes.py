@@ -8,6 +8,7 @@ verdict of 763ec74 (it raised, or gave the other answer).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -151,3 +152,53 @@ def test_a_subset_of_shared_draws_is_the_mean_over_its_drawn_questions():
     subset = hierarchical_delta(differences[:, :2], question_counts=draws[:, :2], seed=1)
     assert subset["ci_low"] == subset["ci_high"] == 1.0
     assert question_draws(4, seed=0, resamples=3).sum(axis=1).tolist() == [4, 4, 4]
+
+
+def test_the_outcome_measure_can_differ_per_task(tmp_path):
+    # Each task carries 0/1 bits and probabilities. Position's probabilities move (+0.2 on every
+    # question), its bits do not; count's bits move (spelling +20 questions of 200 = +0.1), its
+    # probabilities do not. Per task, each measure must be read from its own source.
+    n = 200
+    ids = {task: [f"test-{task}-{i:06d}" for i in range(n)] for task in ("position", "count")}
+    base_bits = "0" * n
+    moved_bits = "1" * 20 + "0" * (n - 20)
+    for arm in ("spelling", "negative_control", "positive_control"):
+        for seed in (1, 2):
+            treated = arm != "negative_control"
+            per_question = {
+                "position": {
+                    "ids": ids["position"],
+                    "correct": {"cloze": {"base": base_bits, "tuned": base_bits}},
+                    "scores": {"cloze": {"base": [0.1] * n, "tuned": [0.3 if treated else 0.1] * n}},
+                    "strategy_right": {},
+                },
+                "count": {
+                    "ids": ids["count"],
+                    "correct": {"cloze": {"base": base_bits,
+                                          "tuned": moved_bits if treated else base_bits}},
+                    "scores": {"cloze": {"base": [0.1] * n, "tuned": [0.1] * n}},
+                    "strategy_right": {},
+                },
+            }  # fmt: skip
+            folder = tmp_path / f"{arm}-seed{seed}"
+            folder.mkdir()
+            (folder / "eval_position.json").write_text(json.dumps({"per_question": per_question}))
+    plan = Plan(
+        primary_instrument="cloze",
+        primary_outcome={"position": "probability", "count": "accuracy"},
+    )
+    verdict = verdict_from_dir(tmp_path, plan=plan, resamples=200)
+    position, count = row(verdict, "cloze", "position"), row(verdict, "cloze", "count")
+    assert position["outcome_measure"] == "probability"
+    assert count["outcome_measure"] == "accuracy"
+    assert position["treatment_minus_negative"]["delta"] == pytest.approx(0.2)
+    assert count["treatment_minus_negative"]["delta"] == pytest.approx(0.1)
+    assert verdict["plan"]["primary_outcome"] == {"position": "probability", "count": "accuracy"}
+    assert "position: probability, count: accuracy" in verdict["rule"]
+
+
+def test_a_per_task_outcome_must_name_both_tasks():
+    with pytest.raises(ValueError, match="must name exactly position, count"):
+        Plan(primary_outcome={"position": "probability"})
+    with pytest.raises(ValueError, match="'accurate'"):
+        Plan(primary_outcome={"position": "probability", "count": "accurate"})

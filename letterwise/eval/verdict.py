@@ -36,7 +36,7 @@ import re
 import sys
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,12 @@ class Plan:
     """The pre-registered numbers of the rule (params.yaml `verdict`)."""
 
     primary_instrument: str = "cloze_calibrated"
-    primary_outcome: str = "probability"
+    # one outcome for every task, or one per task ({"position": ..., "count": ...}): a measure
+    # that cannot move on one task (batch-calibrated count probabilities sit at 1/10) need not
+    # cost the other task its power
+    primary_outcome: str | dict[str, str] = field(
+        default_factory=lambda: {"position": "probability", "count": "accuracy"}
+    )
     margin_share: float = 0.5
     alpha: float = 0.05
     power: float = 0.8
@@ -82,14 +87,36 @@ class Plan:
                 f"primary instrument {self.primary_instrument!r} is not format-neutral "
                 f"({', '.join(FORMAT_NEUTRAL)})"
             )
-        if self.primary_outcome not in OUTCOMES:
-            raise ValueError(f"outcome {self.primary_outcome!r}: expected one of {OUTCOMES}")
+        if isinstance(self.primary_outcome, dict):
+            if set(self.primary_outcome) != set(TASKS):
+                raise ValueError(
+                    f"primary_outcome per task must name exactly {', '.join(TASKS)}, got "
+                    f"{', '.join(sorted(self.primary_outcome)) or 'none'}"
+                )
+            chosen = list(self.primary_outcome.values())
+        else:
+            chosen = [self.primary_outcome]
+        for outcome in chosen:
+            if outcome not in OUTCOMES:
+                raise ValueError(f"outcome {outcome!r}: expected one of {OUTCOMES}")
         if not 0 < self.margin_share <= 1:
             raise ValueError(f"margin_share must be in (0, 1], got {self.margin_share}")
         if not 0 < self.alpha < 0.5:
             raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha}")
         if not 0.5 <= self.power < 1:
             raise ValueError(f"power must be in [0.5, 1), got {self.power}")
+
+    def outcome_for(self, task: str) -> str:
+        """The primary outcome measure of `task` (a task outside TASKS gets the first one's)."""
+        if isinstance(self.primary_outcome, str):
+            return self.primary_outcome
+        return self.primary_outcome.get(task, self.primary_outcome[TASKS[0]])
+
+    @property
+    def outcome_text(self) -> str:
+        if isinstance(self.primary_outcome, str):
+            return self.primary_outcome
+        return ", ".join(f"{task}: {self.primary_outcome[task]}" for task in TASKS)
 
     @property
     def z_two_sided(self) -> float:
@@ -102,7 +129,11 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         return {
             "primary_instrument": self.primary_instrument,
-            "primary_outcome": self.primary_outcome,
+            "primary_outcome": (
+                self.primary_outcome
+                if isinstance(self.primary_outcome, str)
+                else dict(self.primary_outcome)
+            ),
             "margin_share": self.margin_share,
             "alpha": self.alpha,
             "power": self.power,
@@ -131,7 +162,7 @@ def rule_text(plan: Plan) -> str:
     tost = round(100 * (1 - 2 * plan.alpha))
     return (
         f"Per task (position, count), on the pre-registered primary instrument "
-        f"{plan.primary_instrument} and outcome {plan.primary_outcome} (per question: "
+        f"{plan.primary_instrument} and outcome {plan.outcome_text} (per question: "
         "accuracy = 0/1 right; probability = the calibrated probability of the right "
         "candidate), the outcome is one of three. The instrument sees the positive control "
         "when the positive_control arm's tuned-minus-base delta, seeds pooled, has its "
@@ -540,7 +571,7 @@ class _RowMaker:
             "task": self.task, "instrument": instrument,
             "format_neutral": instrument in FORMAT_NEUTRAL,
             "primary": instrument == plan.primary_instrument,
-            "outcome_measure": plan.primary_outcome, "seeds": arms,
+            "outcome_measure": plan.outcome_for(self.task), "seeds": arms,
         }  # fmt: skip
         diffs = {arm: data.differences(arm, s, instrument) for arm, s in arms.items() if s}
         missing = [arm for arm in ARMS if arm not in diffs]
@@ -764,7 +795,7 @@ def verdict_from_dir(
     rows: list[dict[str, Any]] = []
     per_seed: list[dict[str, Any]] = []
     outcomes: list[dict[str, Any]] = []
-    loaded = {task: load_task(runs, task, plan.primary_outcome) for task in _tasks(runs)}
+    loaded = {task: load_task(runs, task, plan.outcome_for(task)) for task in _tasks(runs)}
     for task, data in loaded.items():
         for dropped, kept in data.duplicates.items():
             notes.append(
