@@ -56,7 +56,7 @@ test: setup test-tools
 	pytest
 
 test-ci: setup test-tools
-	pytest -m "not reproduction and not racy and not heavy"
+	pytest -m "not reproduction and not racy and not heavy" --durations=30
 
 test-repro: setup
 	pytest -m reproduction

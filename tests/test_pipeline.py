@@ -155,6 +155,7 @@ SMOLLM2_SMOKE = {
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # ~140 s; CI keeps the qwen3-tiny full pipeline, the study runs this preset
 def test_default_preset_smoke_run_on_the_real_smollm2_weights(tmp_path):
     """The default preset end to end on its real (bundled) weights: train, eval, publish.
     The qwen3-tiny runs cover the Qwen3 code paths; this one covers the preset users start on."""
