@@ -91,7 +91,10 @@ def test_absent_results_are_said_plainly(shown, tmp_path):
     assert "Not run: no Qwen3 training or evaluation is in these results" in text
     assert "dvc exp run -S model=qwen3-4b\n" in text  # the command that fills it
     # no side files given: the verdict, the choice histograms and the Qwen3 data are absent
-    verdict = text[text.index("## 1. Verdict") :].split("\n", 2)[2]
+    study = text[text.index("### 1a. The powered study") : text.index("### 1b. The pilot")]
+    assert "No test-split result of the study is committed yet" in study
+    # the pilot's part: its heading, one paragraph naming it, then the absent verdict
+    verdict = text[text.index("### 1b. The pilot") :].split("\n\n", 2)[2]
     assert verdict.startswith("**The verdict has not been computed:**")
     assert "`python -m letterwise.eval.verdict docs/results/controls`" in verdict
     assert "Absent: the histograms of the answers choice scoring picked" in text
@@ -272,8 +275,10 @@ def test_the_verdict_section_renders_from_verdict_json(tmp_path):
         inputs,
     )
     section = text[text.index("## 1. Verdict") : text.index("### Findings")]
-    # the sentence first, then the rule, then one table row per verdict row
-    assert section.split("\n", 2)[2].startswith(f"**{verdict['sentence']}**")
+    # in the pilot's part (its heading and one paragraph first): the sentence first, then the
+    # rule, then one table row per verdict row
+    pilot = section[section.index("### 1b. The pilot") :]
+    assert pilot.split("\n\n", 2)[2].startswith(f"**{verdict['sentence']}**")
     assert f"> **Rule.** {verdict['rule']}" in section
     assert "Outcome per task (transfer / equivalent / inconclusive)" in section
     assert "spelling (seeds 42, 1, 2); negative_control (seeds 42, 1)" in section

@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         "its verdict.json (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
+        "--study", type=Path, default=Path("docs/results/study"),
+        help="the powered study: its plan.yaml and one <model>/verdict.json per family "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", type=Path, default=Path("docs/report.md"), help="default: %(default)s"
     )
     parser.add_argument(
@@ -229,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         replay=args.replay,
         axes=args.axes,
         dose=args.dose,
+        study=args.study,
     )
     figures_dir = args.out.parent / f"{args.out.stem}_figures"
     text = render(runs, figures_dir, inputs)

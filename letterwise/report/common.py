@@ -13,8 +13,8 @@ ALPHA = 0.05
 
 # The order figures appear in; numbers follow it, skipping absent figures.
 FIGURE_ORDER = (
-    "verdict.png", "instruments.png", "training_loss.png", "by_word_length.png",
-    "by_index_and_count.png", "choices.png", "deltas.png", "temperature.png",
+    "study_equivalence.png", "verdict.png", "instruments.png", "training_loss.png",
+    "by_word_length.png", "by_index_and_count.png", "choices.png", "deltas.png", "temperature.png",
     "recipe_tradeoff.png", "dose_response.png",
 )  # fmt: skip
 

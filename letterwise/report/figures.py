@@ -19,6 +19,7 @@ from letterwise.report.loading import (
     instrument_label,
     instrument_sections,
 )
+from letterwise.report.study import equivalence_rows
 
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 SCALE = 2  # PNG pixels per CSS pixel
@@ -446,6 +447,46 @@ def verdict_chart(verdict: dict[str, Any]) -> dict[str, Any]:
     })  # fmt: skip
 
 
+def equivalence_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task (panel) and family (row): spelling − negative control with its 90% (thick) and
+    95% (thin) intervals, the ±margin band (grey) and the positive control's habit-free
+    effect (diamond): inside the band = equivalent, above 0 = transfer."""
+    y = {"field": "family", "type": "nominal", "title": "model family"}
+    x = {"field": "delta", "type": "quantitative",
+         "title": "spelling − negative control (thick: 90% CI, thin: 95% CI)"}  # fmt: skip
+    return _chart({
+        "data": {"values": rows},
+        "facet": {"row": {"field": "panel", "type": "nominal", "title": None,
+                          "header": HEADER_TOP, "sort": list(TASKS)}},
+        "resolve": {"scale": {"x": "independent"}},
+        "spec": {
+            "width": 620,
+            "height": {"step": 34},
+            "layer": [
+                {"mark": {"type": "bar", "color": "#d9dee4", "height": 24},
+                 "encoding": {"y": y, "x": {"field": "minus_margin", "type": "quantitative"},
+                              "x2": {"field": "margin"}}},
+                {"mark": {"type": "rule", "color": "#444", "strokeDash": [4, 3]},
+                 "encoding": {"x": {"datum": 0, "type": "quantitative"}}},
+                {"mark": {"type": "rule", "strokeWidth": 1.5, "color": "#1f6fb2"},
+                 "encoding": {"y": y, "x": {"field": "low95", "type": "quantitative"},
+                              "x2": {"field": "high95"}}},
+                {"mark": {"type": "rule", "strokeWidth": 5, "color": "#1f6fb2"},
+                 "encoding": {"y": y, "x": {"field": "low90", "type": "quantitative"},
+                              "x2": {"field": "high90"}}},
+                {"mark": {"type": "point", "filled": True, "size": 80, "color": "#0b3d66"},
+                 "encoding": {"y": y, "x": x}},
+                {"mark": {"type": "point", "shape": "diamond", "filled": True, "size": 90,
+                          "color": "#c2410c"},
+                 "encoding": {"y": y, "x": {"field": "positive_control", "type": "quantitative"}}},
+                {"mark": {"type": "text", "align": "left", "dx": 8, "dy": -12, "fontSize": 11},
+                 "encoding": {"y": y, "x": {"field": "high95", "type": "quantitative"},
+                              "text": {"field": "outcome"}}},
+            ],
+        },
+    })  # fmt: skip
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -473,6 +514,9 @@ def figure_plan(runs: list[Run], reference: Run, inputs: Any) -> dict[str, dict[
     """file name -> Vega-Lite spec, for every figure whose data is present (the report text
     says which are absent and why)."""
     plan: dict[str, dict[str, Any]] = {}
+    study_rows = equivalence_rows(getattr(inputs, "study", None) or {})
+    if study_rows:
+        plan["study_equivalence.png"] = equivalence_chart(study_rows)
     if inputs.verdict is not None and verdict_rows(inputs.verdict):
         plan["verdict.png"] = verdict_chart(inputs.verdict)
     if reference.tasks():
@@ -505,5 +549,6 @@ def figure_plan(runs: list[Run], reference: Run, inputs: Any) -> dict[str, dict[
     controls = axes.dose_control_rows(axes.dose_verdicts_with_reference(inputs, reference.params))
     if controls:
         plan["dose_controls.png"] = axes.dose_chart(
-            controls, "spelling − negative control (95% CI)")
+            controls, "spelling − negative control (95% CI)"
+        )
     return plan

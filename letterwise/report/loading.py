@@ -207,6 +207,9 @@ class Inputs:
     model_verdicts: dict[Path, dict[str, Any]] = field(default_factory=dict)
     # the rule at other training-step counts: <dose>/steps<N>/verdict.json, by N
     dose_verdicts: dict[int, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    # the powered study's verdicts (test split), by model: <study>/<model>/verdict.json
+    study: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    study_path: Path = Path("docs/results/study")
 
 
 def loss_points(loss_tsv: Path) -> list[dict[str, float]]:
@@ -343,6 +346,7 @@ def load_inputs(
     replay: Path | None,
     axes: Path | None = None,
     dose: Path | None = None,
+    study: Path | None = None,
 ) -> Inputs:
     """Read every side input. A loss curve or predictions file that is named and missing is a
     clear error; the other inputs may be absent, and the report then says so."""
@@ -369,6 +373,10 @@ def load_inputs(
             steps = re.fullmatch(r"steps(\d+)", path.parent.name)
             if steps:
                 inputs.dose_verdicts[int(steps[1])] = (path, check_verdict(read_json(path), path))
+    if study is not None:
+        from letterwise.report.study import load_study
+
+        inputs.study_path, inputs.study = study, load_study(study)
     if qwen3_data.is_dir():
         inputs.qwen3_data = {p.stem: read_json(p) for p in sorted(qwen3_data.glob("*.json"))}
     if timing is not None and timing.is_file():

@@ -24,6 +24,7 @@ from letterwise.report.loading import (
     instrument_label,
     instrument_sections,
 )
+from letterwise.report.study import study_lines
 
 # --------------------------------------------------------------------------- 1. verdict
 
@@ -52,7 +53,15 @@ def corrected_estimates(verdict: dict[str, Any]) -> list[str]:
 
 def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
     verdict = inputs.verdict
-    out = ["## 1. Verdict", ""]
+    out = ["## 1. Verdict", "", *study_lines(inputs.study, figures, inputs.study_path)]
+    out += [
+        "### 1b. The pilot (n = 200 per task, 3 seeds; never pooled with the study)",
+        "",
+        f"The pilot's arms (`{inputs.verdict_path.parent}`) ran before the study's stems, "
+        "calibration and re-balanced count questions; their verdict, under the same rule, "
+        "shaped the study's plan.",
+        "",
+    ]
     if verdict is None:
         return out + [
             f"**The verdict has not been computed:** `{inputs.verdict_path}` is absent. It "
@@ -116,9 +125,7 @@ def findings(reference: Run, inputs: Inputs, figures: Figures) -> list[str]:
             f"{ci(spelling['delta'], True)}, p {p_value(spelling['delta'].get('p_value'))})"
         )
         if "char_accuracy" in base:
-            line += (
-                f"; letters right {num(base['char_accuracy'])} → {num(tuned['char_accuracy'])}"
-            )
+            line += f"; letters right {num(base['char_accuracy'])} → {num(tuned['char_accuracy'])}"
         for key in ("teacher_forced", "choice"):
             if key in spelling:
                 line += f"; {instrument_label(key)} {ci(spelling[key]['delta'], True)}"
@@ -133,8 +140,11 @@ def findings(reference: Run, inputs: Inputs, figures: Figures) -> list[str]:
                 f"{instrument_label(key)} {ci(section['delta'], True)} "
                 f"({delta_excludes_zero(section)})"
             )
-        out.append(f"- **{task.capitalize()} (never trained), fine-tuned − base:** "
-                   + "; ".join(parts) + f" {pointer('Table 3', figures.ref('deltas.png'))}.")
+        out.append(
+            f"- **{task.capitalize()} (never trained), fine-tuned − base:** "
+            + "; ".join(parts)
+            + f" {pointer('Table 3', figures.ref('deltas.png'))}."
+        )
         choice = metrics.get("choice")
         found = tables.habits(reference, task)
         if choice and found:
@@ -206,8 +216,9 @@ def summary_section(reference: Run, runs: list[Run], inputs: Inputs, figures: Fi
         f"{len(transfer)} of {cells} transfer rows (run × task × instrument) have a delta "
         "whose CI is above 0"
         + (
-            ": " + ", ".join(sorted({f"{task} {instrument_label(key)}"
-                                     for _, task, key in transfer})) + "."  # fmt: skip
+            ": "
+            + ", ".join(sorted({f"{task} {instrument_label(key)}" for _, task, key in transfer}))
+            + "."  # fmt: skip
             if transfer
             else "."
         )

@@ -1,0 +1,133 @@
+"""The powered study in the report: its verdict per task and model family, the equivalence
+figure, and what is still to run. The study's results live apart from the pilot's
+(docs/results/study/<model>/verdict.json, test split only); the two are never pooled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from letterwise.report.loading import TASKS, check_verdict, read_json
+
+STUDY_DIR = Path("docs/results/study")
+STUDY_COMMAND = "python -m letterwise.eval.verdict docs/results/study/<model>"
+RUN_COMMAND = "python -m letterwise.study run --phase test"
+
+
+def load_study(study_dir: Path = STUDY_DIR) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """model -> (path, verdict) for every <model>/verdict.json of the study's test split (the
+    validation/ folders hold the confirm runs, which decide the recipe, not the answer)."""
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    if not study_dir.is_dir():
+        return found
+    for path in sorted(study_dir.glob("*/verdict.json")):
+        found[path.parent.name] = (path, check_verdict(read_json(path), path))
+    return found
+
+
+def _interval(block: dict[str, Any] | None) -> tuple[float, float, float] | None:
+    if not isinstance(block, dict) or block.get("delta") is None:
+        return None
+    return block["delta"], block["ci_low"], block["ci_high"]
+
+
+def equivalence_rows(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per task and family with a measured difference: spelling − negative control,
+    its 95% and 90% intervals, the margin and the positive control's habit-free effect."""
+    rows = []
+    for model, (_, verdict) in study.items():
+        for task, outcome in (verdict.get("outcomes") or {}).items():
+            wide = _interval(outcome.get("treatment_minus_negative"))
+            narrow = _interval(outcome.get("treatment_minus_negative_tost"))
+            if wide is None:
+                continue
+            habit_free = _interval(outcome.get("positive_control_habit_free"))
+            rows.append({
+                "panel": task, "family": model, "outcome": outcome.get("outcome"),
+                "delta": wide[0], "low95": wide[1], "high95": wide[2],
+                "low90": narrow[1] if narrow else wide[1],
+                "high90": narrow[2] if narrow else wide[2],
+                "margin": outcome.get("margin"),
+                "minus_margin": -outcome["margin"] if outcome.get("margin") else None,
+                "positive_control": habit_free[0] if habit_free else None,
+            })  # fmt: skip
+    rows.sort(key=lambda r: (TASKS.index(r["panel"]) if r["panel"] in TASKS else 9, r["family"]))
+    return rows
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.3f}".replace("-", "−")
+
+
+def _with_ci(interval: tuple[float, float, float] | None) -> str:
+    if interval is None:
+        return "–"
+    delta, low, high = interval
+    return f"{_signed(delta)} [{_signed(low)}, {_signed(high)}]"
+
+
+def outcome_table(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
+    lines = [
+        "| family | task | outcome | spelling − negative (95% CI) | 90% CI | margin | MDE | "
+        "positive control, habit-free | measure |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, (_, verdict) in study.items():
+        plan = verdict.get("plan") or {}
+        measure = plan.get("primary_outcome")
+        for task, o in (verdict.get("outcomes") or {}).items():
+            narrow = _interval(o.get("treatment_minus_negative_tost"))
+            task_measure = measure.get(task) if isinstance(measure, dict) else measure
+            ninety = "–" if narrow is None else f"[{_signed(narrow[1])}, {_signed(narrow[2])}]"
+            margin = "–" if o.get("margin") is None else f"±{o['margin']:.3f}"
+            mde = "–" if o.get("mde") is None else f"{o['mde']:.3f}"
+            lines.append(
+                f"| {model} | {task} | **{o.get('outcome')}** | "
+                f"{_with_ci(_interval(o.get('treatment_minus_negative')))} | {ninety} | "
+                f"{margin} | {mde} | "
+                f"{_with_ci(_interval(o.get('positive_control_habit_free')))} | "
+                f"{task_measure or '–'} |"
+            )
+    return lines
+
+
+def study_lines(
+    study: dict[str, tuple[Path, dict[str, Any]]], figures: Any, study_dir: Path = STUDY_DIR
+) -> list[str]:
+    """The report's study subsection: the outcomes, the figure, or what is still to run."""
+    out = ["### 1a. The powered study", ""]
+    plan = study_dir / "plan.yaml"
+    if not study:
+        return out + [
+            f"No test-split result of the study is committed yet. Its plan (`{plan}`) was "
+            "committed before any test-split number; the confirm runs on validation that "
+            f"decided its recipe are under `{study_dir}/<model>/validation/`. Run it with "
+            f"`{RUN_COMMAND}` (each run commits itself; a stop loses at most the run in "
+            f"flight), then `{STUDY_COMMAND}` and render this report again. Until then the "
+            "verdict below is the pilot's.",
+            "",
+        ]
+    out += [
+        "Table 1a. The study's verdict per model family and task, on the pre-registered "
+        f"primary instrument and measure (`{plan}`; from "
+        + ", ".join(f"`{path}`" for path, _ in study.values())
+        + f", `{STUDY_COMMAND}`).",
+        "",
+        *outcome_table(study),
+        "",
+    ]
+    for _, (_, verdict) in study.items():
+        out += [f"- {verdict['sentence'].strip()}"]
+    out += [""]
+    if "study_equivalence.png" in figures:
+        out += figures.show(
+            "study_equivalence.png",
+            "equivalence plot of the study",
+            "The study per task and family: spelling − negative control (dot) with its 90% "
+            "(thick) and 95% (thin) intervals, the ±margin band (grey: half the positive "
+            "control's habit-free effect) and that effect itself (diamond). The whole 90% "
+            "interval inside the band is `equivalent`; the 95% interval above 0 where the "
+            "positive control is seen is `transfer`; anything else is `inconclusive`.",
+        )
+    return out
