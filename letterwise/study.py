@@ -214,14 +214,44 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def status_table(plan: dict[str, Any]) -> Table:
+def run_minutes(run: StudyRun, root: Path = Path(".")) -> float | None:
+    """The committed run's wall time from its timing.json, in minutes (None if not run)."""
+    path = root / run.folder / "timing.json"
+    if not path.is_file():
+        return None
+    return float(json.loads(path.read_text())["wall_seconds"]) / 60
+
+
+def compute_spent(plan: dict[str, Any], root: Path = Path(".")) -> dict[str, dict[str, Any]]:
+    """Per model: every committed run's wall time (its timing.json) summed per phase, the
+    confirm runs of earlier step counts included, beside the plan's estimate
+    (compute_estimate.<model>) and the number of planned test runs."""
+    estimates = plan.get("compute_estimate") or {}
+    spent: dict[str, dict[str, Any]] = {}
+    for model in plan["seeds"]:
+        entry = spent[model] = {"estimate": estimates.get(model)}
+        for phase in PHASES:
+            entry[phase] = {"runs": 0, "minutes": 0.0}
+        entry["test"]["planned"] = len(planned_runs(plan, "test", [model]))
+        for timing in sorted((root / STUDY_DIR / model).glob("**/timing.json")):
+            phase = "confirm" if "validation" in timing.relative_to(root).parts else "test"
+            seconds = float(json.loads(timing.read_text())["wall_seconds"])
+            entry[phase]["runs"] += 1
+            entry[phase]["minutes"] = round(entry[phase]["minutes"] + seconds / 60, 1)
+    return spent
+
+
+def status_table(plan: dict[str, Any], root: Path = Path(".")) -> Table:
     table = Table(title="the study: planned runs and what is committed")
-    for column in ("phase", "run", "folder", "state"):
+    for column in ("phase", "run", "folder", "state", "minutes"):
         table.add_column(column)
     for phase in PHASES:
         for run in planned_runs(plan, phase):
-            state = "[green]committed[/]" if is_complete(run) else "to run"
-            table.add_row(phase, run.name, str(run.folder), state)
+            done = is_complete(run, root)
+            minutes = run_minutes(run, root) if done else None
+            state = "[green]committed[/]" if done else "to run"
+            shown = "" if minutes is None else f"{minutes:.1f}"
+            table.add_row(phase, run.name, str(run.folder), state, shown)
     return table
 
 
@@ -251,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = load_plan()
     if args.action == "status":
         Console().print(status_table(plan))
+        for model, entry in compute_spent(plan).items():
+            test, confirm = entry["test"], entry["confirm"]
+            phases = (
+                f"confirm {confirm['runs']} run(s), {confirm['minutes'] / 60:.2f} h; test "
+                f"{test['runs']}/{test['planned']} runs, {test['minutes'] / 60:.2f} h"
+            )
+            Console().print(f"{model}: {phases} (plan's estimate: {entry['estimate']})")
         return 0
     runs = [r for r in planned_runs(plan, args.phase, args.model) if not is_complete(r)]
     if args.limit is not None:

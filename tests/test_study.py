@@ -95,3 +95,19 @@ def test_the_committed_plan_parses():
     runs = study.planned_runs(plan, "test")
     assert {r.arm for r in runs} == {"spelling", "negative_control", "positive_control"}
     assert all(dict(r.settings)["eval.max_questions"] >= 1000 for r in runs)
+
+
+def test_compute_spent_sums_every_committed_timing_per_phase(plan, tmp_path):
+    def timing(folder: str, seconds: float) -> None:
+        path = tmp_path / "docs/results/study" / folder / "timing.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(f'{{"wall_seconds": {seconds}}}')
+
+    timing("modela/spelling-seed1", 1800)  # 30 min
+    timing("modela/negative_control-seed1", 2700)  # 45 min
+    timing("modela/validation/steps320/positive_control-seed1", 600)  # 10 min
+    timing("modela/validation/steps500/positive_control-seed1", 1200)  # 20 min
+    spent = study.compute_spent(plan, tmp_path)
+    assert spent["modela"]["test"] == {"runs": 2, "minutes": 75.0, "planned": 4}
+    assert spent["modela"]["confirm"] == {"runs": 2, "minutes": 30.0}
+    assert spent["modelb"]["test"] == {"runs": 0, "minutes": 0.0, "planned": 2}
