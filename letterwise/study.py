@@ -10,8 +10,9 @@ is a `dvc exp run` in a private clone of this repository at the commit being run
 in the working tree meanwhile never leak into a run), sharing this repository's DVC cache and
 the answer cache (base answers are computed once per model). A finished run is saved with
 scripts/save_run.sh into docs/results/study/<model>/<arm>-seed<k>/ (validation runs under
-docs/results/study/<model>/validation/steps<N>/), with timing.json, and committed at once: a stop at any
-moment loses at most the run in flight, and the next `run` skips every committed folder.
+docs/results/study/<model>/validation/steps<N>/), with timing.json, and committed at once: a
+stop at any moment loses at most the run in flight, and the next `run` skips every committed
+folder.
 """
 
 from __future__ import annotations
