@@ -11,6 +11,7 @@ and the report.
     eval/                scoring, statistics, the evaluation runner
     cards/               the model card and the dataset card
     publishing/          the Hub-shaped folder, load-back check, Hub push
+    experiments/         the experiment grid: queued locally or fanned out over machines
 
 Nothing is imported here: `import letterwise.data.tokens` must not pull in torch.
 """

@@ -1,7 +1,8 @@
-"""The fan-out (letterwise.fanout): validation before anything starts, the dry-run plan and its
-cost estimate, the Lightning job specs against lightning-sdk's real signatures, and the local
-backend for real: three tiny cells in parallel against an S3 server and a bare git remote, one
-of them killed and retried, every experiment gathered into the coordinator's `dvc exp show`."""
+"""The fan-out (letterwise.experiments.fanout): validation before anything starts, the dry-run
+plan and its cost estimate, the Lightning job specs against lightning-sdk's real signatures, and
+the local backend for real: three tiny cells in parallel against an S3 server and a bare git
+remote, one of them killed and retried, every experiment gathered into the coordinator's
+`dvc exp show`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import pytest
 import yaml
 from rich.console import Console
 
-from letterwise import experiments, fanout, fanout_backends, fanout_plan
+from letterwise.experiments import cli, fanout, lightning, plan, runner
+from letterwise.experiments.backend import GIT_TOKEN_ENV
+from letterwise.experiments.grid import GridError
 from tests.conftest import REPO_ROOT
 
 # lightning_sdk asks PyPI for a newer release at import unless told not to (tests are offline);
@@ -81,8 +84,8 @@ def test_a_bad_cell_stops_everything_before_a_clone_or_job(tmp_path, monkeypatch
     workdir = tmp_path / "cells"
     for backend in (["--on", "local", "--workdir", str(workdir)], ["--on", "lightning"]):
         extra = ["--machine", "L4"] if "lightning" in backend else []
-        with pytest.raises(experiments.GridError) as error:
-            experiments.main(["run", "ok", "bad", "--grid", grid, *backend, *extra])
+        with pytest.raises(GridError) as error:
+            cli.main(["run", "ok", "bad", "--grid", grid, *backend, *extra])
         message = str(error.value)
         assert "group 'bad', run 'zero'" in message and "eval.n_samples" in message
         assert "nothing was" in message
@@ -91,11 +94,11 @@ def test_a_bad_cell_stops_everything_before_a_clone_or_job(tmp_path, monkeypatch
 
 def test_flags_are_checked_before_anything_runs(monkeypatch, nothing_runs):
     monkeypatch.chdir(REPO_ROOT)
-    with pytest.raises(fanout_plan.FanoutError, match="needs --machine"):
+    with pytest.raises(plan.FanoutError, match="needs --machine"):
         fanout.main(["seeds", "--on", "lightning"])
-    with pytest.raises(fanout_plan.FanoutError, match=r"'K80' is not in .*L4"):
+    with pytest.raises(plan.FanoutError, match=r"'K80' is not in .*L4"):
         fanout.main(["seeds", "--on", "lightning", "--machine", "K80"])
-    with pytest.raises(fanout_plan.FanoutError, match="at least 1"):
+    with pytest.raises(plan.FanoutError, match="at least 1"):
         fanout.main(["seeds", "--on", "local", "--max-parallel", "0"])
     assert nothing_runs == []
 
@@ -115,7 +118,7 @@ def test_flags_are_checked_before_anything_runs(monkeypatch, nothing_runs):
 def test_what_a_cell_reruns_follows_dvc_yaml(changes, kind):
     # by hand from dvc.yaml: train reads model, seed, train; the evals read model,
     # train.backend and eval
-    assert fanout_plan.run_kind(changes, fanout_plan.stage_params(REPO_ROOT / "dvc.yaml")) == kind
+    assert plan.run_kind(changes, plan.stage_params(REPO_ROOT / "dvc.yaml")) == kind
 
 
 def test_dry_run_prints_the_plan_and_the_estimate(tmp_path, monkeypatch, capsys):
@@ -132,7 +135,7 @@ def test_dry_run_prints_the_plan_and_the_estimate(tmp_path, monkeypatch, capsys)
         },
     )
     args = ["run", "seeds", "greedy", "--grid", grid, "--estimates", estimates_file(tmp_path)]
-    code = experiments.main([*args, "--on", "lightning", "--machine", "L4", "--max-parallel", "2",
+    code = cli.main([*args, "--on", "lightning", "--machine", "L4", "--max-parallel", "2",
                              "--dry-run"])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
@@ -149,26 +152,26 @@ def test_dry_run_prints_the_plan_and_the_estimate(tmp_path, monkeypatch, capsys)
     assert SECRET not in out
 
 
-def seeds_cells() -> list[fanout_plan.Cell]:
-    return fanout_plan.plan_cells(
+def seeds_cells() -> list[plan.Cell]:
+    return plan.plan_cells(
         REPO_ROOT / "experiments/grid.yaml", REPO_ROOT / "params.yaml", ["seeds"],
         REPO_ROOT / "dvc.yaml",
     )  # fmt: skip
 
 
-def lightning_backend(**overrides) -> fanout_backends.LightningBackend:
+def lightning_backend(**overrides) -> lightning.LightningBackend:
     settings = {
         "machine": "L4",
         "repo_dir": "/teamspace/studios/this_studio/letterwise",
         "git_remote": "origin",
         "base": "0123456789abcdef0123456789abcdef01234567",
         "run_id": "1203-120000",
-        "required_env": (*fanout_backends.S3_SECRETS, fanout_backends.GIT_TOKEN_ENV),
+        "required_env": (*lightning.S3_SECRETS, GIT_TOKEN_ENV),
         "studio": "letterwise-train",
         "teamspace": None,
         "poll_seconds": 0.0,
     }
-    return fanout_backends.LightningBackend(**{**settings, **overrides})
+    return lightning.LightningBackend(**{**settings, **overrides})
 
 
 @needs_sdk
@@ -176,7 +179,7 @@ def test_lightning_job_specs_bind_to_the_real_sdk(monkeypatch):
     from lightning_sdk import Job, Machine
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv(fanout_backends.GIT_TOKEN_ENV, SECRET)
+    monkeypatch.setenv(GIT_TOKEN_ENV, SECRET)
     backend = lightning_backend()
     names = set()
     for cell in seeds_cells():
@@ -199,7 +202,7 @@ def test_lightning_job_specs_bind_to_the_real_sdk(monkeypatch):
         names.add(kwargs["name"])
     assert names == {f"lw-1203-120000-seeds-s{i}-a1" for i in (1, 2, 3)}
     # every machine the estimates declare is one the SDK knows (not an ad-hoc name)
-    declared = fanout_plan.load_estimates(REPO_ROOT / "experiments/machines.yaml").machines
+    declared = plan.load_estimates(REPO_ROOT / "experiments/machines.yaml").machines
     predefined = [m for m in vars(Machine).values() if isinstance(m, Machine)]
     for name in declared:
         assert any(Machine.from_str(name) is m for m in predefined), name
@@ -249,7 +252,7 @@ def test_the_coordinator_retries_a_failed_job_once(capsys):
         return RecordedJob([Status.Pending, Status.Running, end])
 
     console = Console(width=200)
-    outcomes = fanout.coordinate(seeds_cells(), lightning_backend(submit=submit), 2, console)
+    outcomes = runner.coordinate(seeds_cells(), lightning_backend(submit=submit), 2, console)
     assert {n: o.status for n, o in outcomes.items()} == {
         "seeds-s1": "succeeded",
         "seeds-s2": "succeeded",
@@ -338,9 +341,9 @@ def test_local_fanout_three_tiny_cells_one_killed(tmp_path):
 
 
 def test_set_applies_to_every_cell_and_a_run_s_own_change_wins():
-    common = fanout_plan.parse_sets(["model=qwen3-4b", "train.seed=9"])
+    common = plan.parse_sets(["model=qwen3-4b", "train.seed=9"])
     assert common == {"model": "qwen3-4b", "train.seed": 9}
-    cells = fanout_plan.plan_cells(
+    cells = plan.plan_cells(
         REPO_ROOT / "experiments/grid.yaml", REPO_ROOT / "params.yaml", ["seeds"],
         REPO_ROOT / "dvc.yaml", common,
     )  # fmt: skip
@@ -348,7 +351,7 @@ def test_set_applies_to_every_cell_and_a_run_s_own_change_wins():
         {"model": "qwen3-4b", "train.seed": i} for i in (1, 2, 3)
     ]
     assert {c.preset for c in cells} == {"qwen3-4b"}
-    with pytest.raises(fanout_plan.FanoutError, match="unknown param 'modle'"):
-        fanout_plan.parse_sets(["modle=qwen3-4b"])
-    with pytest.raises(fanout_plan.FanoutError, match="expected KEY=VALUE"):
-        fanout_plan.parse_sets(["model"])
+    with pytest.raises(plan.FanoutError, match="unknown param 'modle'"):
+        plan.parse_sets(["modle=qwen3-4b"])
+    with pytest.raises(plan.FanoutError, match="expected KEY=VALUE"):
+        plan.parse_sets(["model"])

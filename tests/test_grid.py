@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from letterwise import experiments
+from letterwise.experiments.cli import main
+from letterwise.experiments.grid import Grid, GridError, load_grid, plan, set_arguments
 from tests.conftest import REPO_ROOT
 
 PARAMS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
@@ -34,8 +35,8 @@ def write_grid(tmp_path, groups: dict) -> str:
 
 
 def test_every_run_of_the_committed_grid_is_a_valid_params_change():
-    grid = experiments.load_grid(REPO_ROOT / "experiments/grid.yaml")
-    runs = experiments.plan(grid, PARAMS, list(grid.groups))
+    grid = load_grid(REPO_ROOT / "experiments/grid.yaml")
+    runs = plan(grid, PARAMS, list(grid.groups))
     assert {"mode", "decoding", "temperature", "n_samples", "prompting"} <= set(grid.groups)
     # a training axis too
     assert {"lora_rank", "replay"} & set(grid.groups)
@@ -66,8 +67,8 @@ def test_unknown_param_is_named_and_nothing_is_queued(tmp_path, no_dvc, capsys):
             "typo": {"about": "x", "runs": {"b": {"eval.tempreature": 0.5}}},
         },
     )
-    with pytest.raises(experiments.GridError) as error:
-        experiments.main(["--grid", grid, "--params", str(REPO_ROOT / "params.yaml")])
+    with pytest.raises(GridError) as error:
+        main(["--grid", grid, "--params", str(REPO_ROOT / "params.yaml")])
     message = str(error.value)
     assert "group 'typo', run 'b'" in message and "eval.tempreature" in message
     assert "temperature" in message  # the allowed keys are listed
@@ -76,7 +77,7 @@ def test_unknown_param_is_named_and_nothing_is_queued(tmp_path, no_dvc, capsys):
 
 
 def test_bad_value_and_section_keys_are_refused(tmp_path):
-    grid = experiments.Grid.model_validate(
+    grid = Grid.model_validate(
         {
             "groups": {
                 "g": {
@@ -86,21 +87,21 @@ def test_bad_value_and_section_keys_are_refused(tmp_path):
             }
         }
     )
-    with pytest.raises(experiments.GridError) as error:
-        experiments.plan(grid, PARAMS, ["g"])
+    with pytest.raises(GridError) as error:
+        plan(grid, PARAMS, ["g"])
     message = str(error.value)
     assert "run 'zero'" in message and "eval.n_samples" in message
     assert "'eval' is a section" in message
 
 
 def test_unknown_group_and_malformed_grid(tmp_path):
-    grid = experiments.load_grid(REPO_ROOT / "experiments/grid.yaml")
-    with pytest.raises(experiments.GridError, match="unknown group"):
-        experiments.plan(grid, PARAMS, ["nope"])
+    grid = load_grid(REPO_ROOT / "experiments/grid.yaml")
+    with pytest.raises(GridError, match="unknown group"):
+        plan(grid, PARAMS, ["nope"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("groups:\n  g:\n    runs: {}\n")
-    with pytest.raises(experiments.GridError, match="about"):
-        experiments.load_grid(bad)
+    with pytest.raises(GridError, match="about"):
+        load_grid(bad)
 
 
 def test_thinking_group_is_skipped_with_its_reason_on_smollm2(tmp_path, no_dvc, capsys):
@@ -114,7 +115,7 @@ def test_thinking_group_is_skipped_with_its_reason_on_smollm2(tmp_path, no_dvc, 
             }
         },
     )
-    assert experiments.main(["--grid", grid, "mode"]) == 0
+    assert main(["--grid", grid, "mode"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "skip mode-thinking: smollm2-135m has no thinking mode" in out
     assert no_dvc == []
@@ -123,7 +124,7 @@ def test_thinking_group_is_skipped_with_its_reason_on_smollm2(tmp_path, no_dvc, 
 def test_dry_run_prints_the_dvc_commands(tmp_path, capsys, no_dvc):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({**PARAMS, "model": "qwen3-tiny"}))
-    code = experiments.main(["--params", str(params), "--dry-run", "-j", "2", "mode", "prompting"])
+    code = main(["--params", str(params), "--dry-run", "-j", "2", "mode", "prompting"])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
@@ -138,7 +139,7 @@ def test_dry_run_prints_the_dvc_commands(tmp_path, capsys, no_dvc):
 
 
 def test_set_arguments_round_trip_through_yaml():
-    args = experiments.set_arguments(
+    args = set_arguments(
         {"eval.temperature": 0.3, "eval.prompting": ["direct", "spell_first"], "model": "qwen3-4b"}
     )
     pairs = dict(arg.split("=", 1) for arg in args[1::2])
@@ -182,6 +183,6 @@ def test_a_queued_eval_only_group_never_retrains(tmp_path):
 
 
 def test_list_prints_list_values_as_text(capsys):
-    assert experiments.main(["--list"]) == 0
+    assert main(["--list"]) == 0
     out = capsys.readouterr().out
     assert "prompting-direct: -S 'eval.prompting=[direct]'" in out

@@ -19,19 +19,30 @@ from letterwise.tasks import spell_first
 TRANSFER_TASKS = ("position", "count")
 
 
-def prompts_and_budgets(tokenizer: Any, rows: list[dict], params: Params) -> tuple[list, list]:
-    """Chat-rendered prompts in the eval's mode and each row's task-aware token budget."""
+def prompts_and_budgets(
+    tokenizer: Any, rows: Sequence[dict], params: Params, *, spelled_first: bool = False
+) -> tuple[list[str], list[int]]:
+    """Chat-rendered prompts in the eval's mode and each row's task-aware token budget: for the
+    question as asked or, `spelled_first`, for its spell-first version (position/count rows,
+    letterwise.tasks.spell_first). The one place an eval prompt is built."""
     thinking = params.eval.mode == "thinking"
-    prompts = [prompt_text(tokenizer, row["question"], thinking=thinking) for row in rows]
-    budgets = [
-        max_new_tokens_for(
-            row["task"],
-            row["word_length"],
-            thinking=thinking,
-            thinking_budget=params.eval.thinking_budget,
-        )
-        for row in rows
-    ]
+    prompts, budgets = [], []
+    for row in rows:
+        if spelled_first:
+            question = spell_first.question(row)
+            budget = spell_first.max_new_tokens(row["task"], row["word_length"]) + (
+                params.eval.thinking_budget if thinking else 0
+            )
+        else:
+            question = row["question"]
+            budget = max_new_tokens_for(
+                row["task"],
+                row["word_length"],
+                thinking=thinking,
+                thinking_budget=params.eval.thinking_budget,
+            )
+        prompts.append(prompt_text(tokenizer, question, thinking=thinking))
+        budgets.append(budget)
     return prompts, budgets
 
 
@@ -51,14 +62,8 @@ def eval_max_seq_length(tokenizer: Any, rows: list[dict], params: Params, floor:
     if not rows:
         return floor
     prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
-    thinking = params.eval.mode == "thinking"
-    first = [row for row in rows if row["task"] in TRANSFER_TASKS]
-    prompts += [prompt_text(tokenizer, spell_first.question(r), thinking=thinking) for r in first]
-    budgets += [
-        spell_first.max_new_tokens(r["task"], r["word_length"])
-        + (params.eval.thinking_budget if thinking else 0)
-        for r in first
-    ]
+    first = prompts_and_budgets(tokenizer, spell_first_rows(rows), params, spelled_first=True)
+    prompts, budgets = prompts + first[0], budgets + first[1]
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     longest = max(n + b for n, b in zip(lengths, budgets, strict=True))
     word = max(row["word_length"] for row in rows)
@@ -85,9 +90,12 @@ def generate_answers(
     sampling: Any,
     description: str,
     store: Any | None = None,
+    *,
+    spelled_first: bool = False,
 ) -> list[list[str]]:
-    """Raw samples for every row (all of a stage's tasks in one batched pass)."""
-    prompts, budgets = prompts_and_budgets(tokenizer, rows, params)
+    """Raw samples for every row (all of a stage's tasks in one batched pass); `spelled_first`:
+    for the spell-first version of each row (position/count rows only)."""
+    prompts, budgets = prompts_and_budgets(tokenizer, rows, params, spelled_first=spelled_first)
     return generate(
         model,
         tokenizer,
@@ -101,36 +109,8 @@ def generate_answers(
 
 
 def spell_first_rows(rows: Sequence[dict]) -> list[dict]:
+    """The rows that have a spell-first version: position and count."""
     return [row for row in rows if row["task"] in TRANSFER_TASKS]
-
-
-def spell_first_answers(
-    model: Any,
-    tokenizer: Any,
-    rows: list[dict],
-    params: Params,
-    sampling: Any,
-    description: str,
-    store: Any | None = None,
-) -> list[list[str]]:
-    """Raw samples for the spell-first version of every position/count row."""
-    thinking = params.eval.mode == "thinking"
-    prompts = [prompt_text(tokenizer, spell_first.question(row), thinking=thinking) for row in rows]
-    budgets = [
-        spell_first.max_new_tokens(row["task"], row["word_length"])
-        + (params.eval.thinking_budget if thinking else 0)
-        for row in rows
-    ]
-    return generate(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=budgets,
-        sampling=sampling,
-        batch_size=batch_size_for(model, tokenizer, prompts, budgets, params),
-        description=f"{description}, spell-first",
-        store=store,
-    )
 
 
 def answer_with_instruments(
@@ -155,8 +135,15 @@ def answer_with_instruments(
     transfer = spell_first_rows(rows)
     if "spell_first" in params.eval.prompting and transfer:
         started = time.monotonic()
-        answers["spell_first"] = spell_first_answers(
-            model, tokenizer, transfer, params, sampling, description, store
+        answers["spell_first"] = generate_answers(
+            model,
+            tokenizer,
+            transfer,
+            params,
+            sampling,
+            f"{description}, spell-first",
+            store,
+            spelled_first=True,
         )
         seconds["spell_first"] = time.monotonic() - started
     if params.eval.choice_scoring:
@@ -191,5 +178,3 @@ def answer_with_instruments(
     # what each instrument cost on this machine (wall time, this model)
     answers["seconds"] = {key: round(value, 1) for key, value in seconds.items()}
     return answers
-
-

@@ -34,9 +34,21 @@ from letterwise.tasks import spell_first
 
 MODELS = ("base", "tuned")
 TRANSFER_TASKS = ("position", "count")
-# position/count instruments beside direct generation, as keys of a task's metrics and of a
-# prediction row's per-model record
-SCORED_INSTRUMENTS = ("spell_first", "choice", "cloze", "cloze_calibrated", "oracle", "two_turn")
+# Every instrument by its key (in a task's metrics and a prediction row's per-model record),
+# with its label in plots and tables; in the order they are shown.
+INSTRUMENT_LABELS = {
+    "direct": "direct generation",
+    "spell_first": "spell-first generation",
+    "choice": "choice scoring",
+    "teacher_forced": "teacher-forced letters",
+    "cloze": "cloze slot",
+    "cloze_calibrated": "cloze, calibrated",
+    "oracle": "cloze after the right spelling",
+    "two_turn": "cloze after own spelling",
+}
+# position/count instruments beside direct generation: direct is the task's own section and
+# teacher_forced is spelling's own
+SCORED_INSTRUMENTS = tuple(k for k in INSTRUMENT_LABELS if k not in ("direct", "teacher_forced"))
 
 
 def _rate(values: Sequence[bool]) -> float | None:

@@ -33,6 +33,7 @@ from rich.table import Table
 from letterwise.eval.answer_cache import eval_stores
 from letterwise.eval.answering import answer_with_instruments
 from letterwise.eval.instruments import (
+    INSTRUMENT_LABELS,
     TRANSFER_TASKS,
     add_detectors,
     headline_coupling,
@@ -155,16 +156,6 @@ def write_plots(
     return [custom / f"{name}.json" for name in plots] + [custom / "instruments.json"]
 
 
-INSTRUMENT_LABELS = {
-    "direct": "direct generation",
-    "spell_first": "spell-first generation",
-    "choice": "choice scoring",
-    "teacher_forced": "teacher-forced letters",
-    "cloze": "cloze slot",
-    "cloze_calibrated": "cloze, calibrated",
-    "oracle": "cloze after the right spelling",
-    "two_turn": "cloze after own spelling",
-}
 # What `dvc exp show` lists per task (the rest is in metrics/details): the user-facing
 # instrument, the format-neutral ones that may call a verdict, and spelling's own instruments.
 HEADLINE_INSTRUMENTS = ("direct", "cloze", "cloze_calibrated", "choice", "teacher_forced")

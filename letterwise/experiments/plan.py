@@ -1,6 +1,7 @@
 """What a fan-out will run and what it will cost: the grid cells (validated), what each reruns
 (from dvc.yaml's params per stage) and the estimate from experiments/machines.yaml (declared
-estimates of prices, speeds and hours, never measurements). Used by letterwise.fanout."""
+estimates of prices, speeds and hours, never measurements). Built on the grid; the backends,
+the coordinator and the `run` command build on this."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from letterwise.experiments import PlannedRun, known_key, load_grid, plan, with_changes
+from letterwise.experiments.grid import (
+    PlannedRun,
+    known_key,
+    load_grid,
+    plan,
+    read_params,
+    with_changes,
+)
 from letterwise.params import parse_params
 from letterwise.presets import PRESETS, resolve_preset
 
@@ -155,10 +163,7 @@ def plan_cells(
 ) -> list[Cell]:
     """The groups' runs, validated (GridError before anything starts), with preset and kind.
     `common` changes (from --set) apply to every cell; a run's own changes win over them."""
-    try:
-        params = yaml.safe_load(Path(params_file).read_text()) or {}
-    except FileNotFoundError:
-        raise FanoutError(f"{params_file} not found (run from the repository root)") from None
+    params = read_params(params_file)
     common = common or {}
     runs = plan(load_grid(grid_file), with_changes(params, common), groups)
     by_stage = stage_params(dvc_yaml)

@@ -30,25 +30,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from letterwise.experiments import GRID_FILE, PARAMS_FILE, set_arguments
-from letterwise.fanout_backends import (
-    GIT_TOKEN_ENV,
-    S3_SECRETS,
-    Backend,
-    Launched,
+from letterwise.experiments.backend import cell_script
+from letterwise.experiments.grid import add_source_arguments, set_arguments
+from letterwise.experiments.lightning import (
     LightningBackend,
-    LocalBackend,
-    cell_script,
-    git_output,
+    lightning_env_problems,
+    required_secrets,
 )
-from letterwise.fanout_plan import (
+from letterwise.experiments.local import LocalBackend
+from letterwise.experiments.plan import (
     ESTIMATES_FILE,
     Cell,
     Estimates,
@@ -58,168 +52,11 @@ from letterwise.fanout_plan import (
     parse_sets,
     plan_cells,
 )
-
-# Lightning's own authentication outside a Studio (inside one, the Studio provides it).
-LIGHTNING_AUTH_ENV = ("LIGHTNING_USER_ID", "LIGHTNING_API_KEY")
-
-
-# --------------------------------------------------------------------------- the coordinator
-
-
-@dataclass
-class Outcome:
-    cell: str
-    status: Literal["succeeded", "failed"]
-    attempts: int
-    where: str
-    seconds: float
-
-
-def coordinate(
-    cells: list[Cell],
-    backend: Backend,
-    max_parallel: int,
-    console: Console,
-    retries: int = 1,
-) -> dict[str, Outcome]:
-    """Run every cell, at most `max_parallel` at once; a failed attempt is retried up to
-    `retries` times. Ctrl-C stops every running attempt before it returns."""
-    pending: list[tuple[Cell, int]] = [(cell, 1) for cell in cells]
-    running: list[Launched] = []
-    outcomes: dict[str, Outcome] = {}
-    started = {cell.name: time.monotonic() for cell in cells}
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[state]}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("cells", total=len(cells), state="")
-        say = progress.console.print
-        try:
-            while pending or running:
-                while pending and len(running) < max_parallel:
-                    cell, attempt = pending.pop(0)
-                    try:
-                        launched = backend.launch(cell, attempt)
-                    except Exception as exc:  # a clone or a submission that failed: an attempt
-                        say(f"[yellow]{cell.name}: could not start attempt {attempt}: {exc}")
-                        launched = Launched(cell, attempt, None, "not started", str(exc))
-                    else:
-                        say(f"{cell.name}: started (attempt {attempt}) -> {launched.where}")
-                    running.append(launched)
-                for launched in list(running):
-                    if launched.start_error is not None:
-                        code: int | None = -1
-                    else:
-                        try:
-                            code = backend.poll(launched)
-                        except Exception as exc:  # e.g. the service did not answer: ask again
-                            say(f"[yellow]{launched.cell.name}: status unknown ({exc})[/yellow]")
-                            code = None
-                    if code is None:
-                        continue
-                    running.remove(launched)
-                    name = launched.cell.name
-                    if code == 0:
-                        outcomes[name] = Outcome(
-                            name, "succeeded", launched.attempt, launched.where,
-                            time.monotonic() - started[name],
-                        )  # fmt: skip
-                        say(f"[green]{name}: succeeded[/green] (attempt {launched.attempt})")
-                        progress.advance(task)
-                    elif launched.attempt <= retries:
-                        say(
-                            f"[yellow]{name}: attempt {launched.attempt} failed (exit {code}); "
-                            f"retrying[/yellow] (log: {launched.where})"
-                        )
-                        pending.insert(0, (launched.cell, launched.attempt + 1))
-                    else:
-                        outcomes[name] = Outcome(
-                            name, "failed", launched.attempt, launched.where,
-                            time.monotonic() - started[name],
-                        )  # fmt: skip
-                        say(f"[red]{name}: failed[/red] (exit {code}; log: {launched.where})")
-                        progress.advance(task)
-                progress.update(
-                    task,
-                    state=f"{len(running)} running, {len(pending)} waiting",
-                )
-                if running:
-                    time.sleep(backend.poll_seconds)
-        except KeyboardInterrupt:
-            say(f"interrupted: stopping {len(running)} running cell(s)")
-            for launched in running:
-                backend.stop(launched)
-            raise
-    return outcomes
-
-
-def gather(names: list[str], git_remote: str, repo: Path, console: Console) -> list[str]:
-    """`dvc exp pull` each finished cell into this checkout; returns the ones that failed."""
-    failed = []
-    for name in names:
-        done = subprocess.run(
-            ["dvc", "exp", "pull", git_remote, name], cwd=repo, capture_output=True, text=True
-        )
-        if done.returncode == 0:
-            console.print(f"pulled {name}")
-        else:
-            failed.append(name)
-            console.print(f"[red]could not pull {name}[/red]:\n{done.stdout}{done.stderr}")
-    return failed
-
-
-# --------------------------------------------------------------------------- pre-flight
-
-
-def base_commit(repo: Path, git_remote: str, check_remote: bool = True) -> str:
-    """HEAD, once it is clean and on the git remote: every cell checks it out elsewhere."""
-    head = git_output(repo, "rev-parse", "HEAD").strip()
-    if not check_remote:
-        return head
-    changed = git_output(repo, "status", "--porcelain", "--untracked-files=no").strip()
-    if changed:
-        raise FanoutError(
-            "uncommitted changes would not reach the cells (they check out HEAD):\n"
-            f"{changed}\ncommit them, `git push` and `dvc push`, then run again"
-        )
-    remotes = git_output(repo, "remote").split()
-    if git_remote not in remotes:
-        raise FanoutError(
-            f"no git remote {git_remote!r} (this checkout has {remotes or 'none'}): "
-            f"`git remote add {git_remote} <url>` or pass --git-remote"
-        )
-    git_output(repo, "fetch", "-q", git_remote)
-    on_remote = git_output(repo, "branch", "-r", "--contains", head, "--list", f"{git_remote}/*")
-    if not on_remote.strip():
-        raise FanoutError(
-            f"HEAD {head[:12]} is not on {git_remote!r}: the cells could not check it out; "
-            f"`git push {git_remote}` (and `dvc push`) first"
-        )
-    return head
-
-
-def lightning_env_problems(env: dict[str, str]) -> list[str]:
-    """What keeps this process from submitting jobs (names only, never values)."""
-    if env.get("LIGHTNING_CLOUD_SPACE_ID"):
-        return []  # inside a Studio: the SDK authenticates by itself
-    missing = [name for name in LIGHTNING_AUTH_ENV if not env.get(name)]
-    if missing:
-        return [
-            f"not in a Lightning Studio and {', '.join(missing)} not set: run this in the Studio "
-            "whose environment the jobs use, or export LIGHTNING_USER_ID and LIGHTNING_API_KEY "
-            "(lightning.ai → Settings → Keys) and name the Studio with --studio"
-        ]
-    return []
-
-
-# --------------------------------------------------------------------------- command line
+from letterwise.experiments.runner import base_commit, coordinate, gather
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """`python -m letterwise.experiments run`: the fan-out's own flags."""
     parser = argparse.ArgumentParser(
         prog="python -m letterwise.experiments run", description=__doc__.split("\n\n")[0]
     )
@@ -264,12 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="--on lightning: the repository's path on the Studio drive (default: this "
         "checkout's path, right when this runs in that Studio)",
     )  # fmt: skip
-    parser.add_argument(
-        "--grid", type=Path, default=GRID_FILE, help="grid file (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--params", type=Path, default=PARAMS_FILE, help="base params (default: %(default)s)"
-    )
+    add_source_arguments(parser)
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="a params change for every cell, e.g. --set model=qwen3-4b (repeatable; a run's "
@@ -360,22 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     default_parallel = len(cells) if args.on == "lightning" else 1
     max_parallel = min(args.max_parallel or default_parallel, len(cells))
     base = base_commit(repo, args.git_remote, check_remote=not args.dry_run)
-    required: tuple[str, ...] = ()
     backend: LocalBackend | LightningBackend
     if args.on == "lightning":
-        url = (
-            git_output(repo, "remote", "get-url", args.git_remote).strip()
-            if args.git_remote in git_output(repo, "remote").split()
-            else ""
-        )
-        required = S3_SECRETS + ((GIT_TOKEN_ENV,) if url.startswith("http") else ())
         backend = LightningBackend(
             machine=args.machine,
             repo_dir=args.repo_dir or str(repo),
             git_remote=args.git_remote,
             base=base,
             run_id=time.strftime("%m%d-%H%M%S"),
-            required_env=required,
+            required_env=required_secrets(repo, args.git_remote),
             studio=args.studio,
             teamspace=os.environ.get("LIGHTNING_TEAMSPACE") or None,
         )
@@ -408,7 +233,3 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]failed:[/red] {name} (log: {outcomes[name].where})")
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
