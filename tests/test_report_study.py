@@ -10,7 +10,8 @@ import pytest
 
 from letterwise.report.common import Figures
 from letterwise.report.figures import equivalence_chart, png_size, save_png
-from letterwise.report.study import equivalence_rows, load_study, outcome_table, study_lines
+from letterwise.report.loading import load_study
+from letterwise.report.study import equivalence_rows, outcome_table, study_lines
 
 
 def interval(delta: float, low: float, high: float) -> dict:

@@ -73,9 +73,7 @@ def instrument_sections(task_metrics: dict[str, Any]) -> dict[str, dict[str, Any
     """instrument key -> its base/tuned/delta section; direct generation is the task's own."""
     found = {"direct": task_metrics} if is_comparison(task_metrics) else {}
     known = [k for k in INSTRUMENTS if k != "direct" and is_comparison(task_metrics.get(k))]
-    other = sorted(
-        k for k, v in task_metrics.items() if k not in INSTRUMENTS and is_comparison(v)
-    )
+    other = sorted(k for k, v in task_metrics.items() if k not in INSTRUMENTS and is_comparison(v))
     return found | {k: task_metrics[k] for k in known + other}
 
 
@@ -104,9 +102,7 @@ def run_of(name: str, rev_entry: dict[str, Any], saved: Path | None = None) -> R
     data = rev_entry.get("data") or {}
     rev = str(rev_entry.get("rev"))
     metrics = {path: _data(v) for path, v in (data.get("metrics") or {}).items()}
-    metrics = {
-        path: details_at(rev, path, saved) or headline for path, headline in metrics.items()
-    }
+    metrics = {path: details_at(rev, path, saved) or headline for path, headline in metrics.items()}
     if not any(metrics.get(f) for f in EVAL_FILES):
         return None  # no evaluation in this revision: nothing to report
     params = _data((data.get("params") or {}).get("params.yaml"))
@@ -335,6 +331,19 @@ def load_saved_runs(*folders: Path) -> list[SavedRun]:
     return runs
 
 
+def load_study(
+    study_dir: Path = Path("docs/results/study"),
+) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """model -> (path, verdict) for every <model>/verdict.json of the study's test split (the
+    validation/ folders hold the confirm runs, which decide the recipe, not the answer)."""
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    if not study_dir.is_dir():
+        return found
+    for path in sorted(study_dir.glob("*/verdict.json")):
+        found[path.parent.name] = (path, check_verdict(read_json(path), path))
+    return found
+
+
 def load_inputs(
     *,
     loss: list[str],
@@ -374,8 +383,6 @@ def load_inputs(
             if steps:
                 inputs.dose_verdicts[int(steps[1])] = (path, check_verdict(read_json(path), path))
     if study is not None:
-        from letterwise.report.study import load_study
-
         inputs.study_path, inputs.study = study, load_study(study)
     if qwen3_data.is_dir():
         inputs.qwen3_data = {p.stem: read_json(p) for p in sorted(qwen3_data.glob("*.json"))}

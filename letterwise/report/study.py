@@ -8,22 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from letterwise.report.loading import TASKS, check_verdict, read_json
+from letterwise.report.loading import TASKS
 
-STUDY_DIR = Path("docs/results/study")
 STUDY_COMMAND = "python -m letterwise.eval.verdict docs/results/study/<model>"
 RUN_COMMAND = "python -m letterwise.study run --phase test"
-
-
-def load_study(study_dir: Path = STUDY_DIR) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """model -> (path, verdict) for every <model>/verdict.json of the study's test split (the
-    validation/ folders hold the confirm runs, which decide the recipe, not the answer)."""
-    found: dict[str, tuple[Path, dict[str, Any]]] = {}
-    if not study_dir.is_dir():
-        return found
-    for path in sorted(study_dir.glob("*/verdict.json")):
-        found[path.parent.name] = (path, check_verdict(read_json(path), path))
-    return found
 
 
 def _interval(block: dict[str, Any] | None) -> tuple[float, float, float] | None:
@@ -93,7 +81,9 @@ def outcome_table(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
 
 
 def study_lines(
-    study: dict[str, tuple[Path, dict[str, Any]]], figures: Any, study_dir: Path = STUDY_DIR
+    study: dict[str, tuple[Path, dict[str, Any]]],
+    figures: Any,
+    study_dir: Path = Path("docs/results/study"),
 ) -> list[str]:
     """The report's study subsection: the outcomes, the figure, or what is still to run."""
     out = ["### 1a. The powered study", ""]
