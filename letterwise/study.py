@@ -58,8 +58,11 @@ class StudyRun:
 
     @property
     def name(self) -> str:
-        prefix = "study-val" if self.phase == "confirm" else "study"
-        return f"{prefix}-{self.model}-{self.arm}-s{self.seed}"
+        # unique per folder: save_run.sh finds the experiment by name
+        if self.phase == "confirm":
+            steps = dict(self.settings).get("train.max_steps", "default")
+            return f"study-val-{self.model}-{self.arm}-s{self.seed}-steps{steps}"
+        return f"study-{self.model}-{self.arm}-s{self.seed}"
 
     @property
     def folder(self) -> Path:

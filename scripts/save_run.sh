@@ -8,7 +8,18 @@
 # instrument and stem, gzipped) when the local DVC cache holds them, so anyone can re-analyse.
 set -euo pipefail
 name=$1; dest=$2; command=${3:-}
-rev=$(git for-each-ref refs/exps --format='%(objectname) %(refname)' | awk -v n="/$name\$" '$2 ~ n {print $1}' | head -1)
+# An experiment's ref is refs/exps/<baseline[:2]>/<baseline[2:]>/<name>: the same name run on
+# two commits gives two refs. Take the one run on this commit (HEAD); else the only one.
+head=$(git rev-parse HEAD)
+refs=$(git for-each-ref refs/exps --format='%(objectname) %(refname)' | awk -v n="/$name\$" '$2 ~ n')
+rev=$(echo "$refs" | awk -v h="refs/exps/${head:0:2}/${head:2}/" 'index($2, h) == 1 {print $1}')
+if [ -z "$rev" ]; then
+  if [ "$(echo "$refs" | grep -c .)" -gt 1 ]; then
+    echo "several experiments named $name on other commits; check out the one to save:" >&2
+    echo "$refs" >&2; exit 1
+  fi
+  rev=$(echo "$refs" | awk '{print $1}')
+fi
 if [ -z "$rev" ]; then echo "no experiment named $name (dvc exp list)" >&2; exit 1; fi
 tmp=$(mktemp -d "$(dirname "$dest")/.save.XXXXXX")
 for stage in filter_tokens build_dataset train eval_spelling eval_position publish; do
