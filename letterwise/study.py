@@ -132,6 +132,23 @@ def planned_runs(
     return runs
 
 
+def study_commit(plan: dict[str, Any], run: StudyRun, root: Path = Path(".")) -> str | None:
+    """The code commit the model's committed runs of this phase ran at (their COMMIT files),
+    so that a study resumed in a later session runs every arm on the same code; None when
+    none is committed. Committed runs at different commits are an error."""
+    commits = {
+        (root / r.folder / "COMMIT").read_text().strip()
+        for r in planned_runs(plan, run.phase, [run.model])
+        if is_complete(r, root)
+    }
+    if len(commits) > 1:
+        raise PlanError(
+            f"{run.model} {run.phase} runs are committed at several code commits "
+            f"({', '.join(sorted(c[:7] for c in commits))}): pass --at to choose one"
+        )
+    return commits.pop() if commits else None
+
+
 def is_complete(run: StudyRun, root: Path = Path(".")) -> bool:
     return all((root / run.folder / name).is_file() for name in REQUIRED_FILES)
 
@@ -277,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", action="append", help="only this model (repeatable); default all")
     run.add_argument("--limit", type=int, default=None, help="stop after this many runs")
     run.add_argument("--dry-run", action="store_true", help="print the dvc commands, run nothing")
+    run.add_argument(
+        "--at",
+        default="study",
+        help="the code commit to run at; default: the commit the model's committed runs of the "
+        "phase ran at (every arm on the same code), else HEAD",
+    )
     return parser
 
 
@@ -302,10 +325,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if _git("status", "--porcelain", "--", str(PLAN_FILE)):
         raise PlanError(f"{PLAN_FILE} has uncommitted changes: commit the plan before running it")
-    commit = _git("rev-parse", "HEAD")
-    console.print(f"{len(runs)} run(s) to go at {commit[:7]}")
+    head = _git("rev-parse", "HEAD") if args.at == "study" else _git("rev-parse", args.at)
+    console.print(f"{len(runs)} run(s) to go")
     for index, run in enumerate(runs, 1):
-        console.print(f"[{index}/{len(runs)}]")
+        commit = head if args.at != "study" else (study_commit(plan, run) or head)
+        console.print(f"[{index}/{len(runs)}] at {commit[:7]}")
         run_one(run, commit)
     summary = {r.name: str(r.folder) for r in runs}
     print(json.dumps(summary, indent=1))

@@ -111,3 +111,22 @@ def test_compute_spent_sums_every_committed_timing_per_phase(plan, tmp_path):
     assert spent["modela"]["test"] == {"runs": 2, "minutes": 75.0, "planned": 4}
     assert spent["modela"]["confirm"] == {"runs": 2, "minutes": 30.0}
     assert spent["modelb"]["test"] == {"runs": 0, "minutes": 0.0, "planned": 2}
+
+
+def test_a_resumed_study_runs_at_the_commit_of_its_committed_runs(plan, tmp_path):
+    runs = study.planned_runs(plan, "test", ["modela"])
+    assert study.study_commit(plan, runs[1], tmp_path) is None  # nothing committed: HEAD
+    names = ["eval_position.json", "eval_spelling.json", "train.json", "timing.json"]
+
+    def commit_run(run, sha: str) -> None:
+        folder = tmp_path / run.folder
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text("{}")
+        (folder / "COMMIT").write_text(sha + "\n")
+
+    commit_run(runs[0], "a" * 40)
+    assert study.study_commit(plan, runs[1], tmp_path) == "a" * 40
+    commit_run(runs[1], "b" * 40)
+    with pytest.raises(study.PlanError, match="several code commits"):
+        study.study_commit(plan, runs[2], tmp_path)
