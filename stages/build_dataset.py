@@ -31,6 +31,7 @@ def save_dataset(splits: dict[str, list[dict]], card_text: str) -> None:
     features = dataset_features()
     dataset = DatasetDict()
     for name, rows in splits.items():
+        check_row_keys(name, rows, set(features))
         table = Dataset.from_list(rows, features=features)
         # from_list draws a random fingerprint, which save_to_disk writes into state.json.
         dataset[name] = Dataset(
@@ -41,6 +42,19 @@ def save_dataset(splits: dict[str, list[dict]], card_text: str) -> None:
         for name, rows in splits.items():
             write_jsonl(tmp / "jsonl" / f"{name}.jsonl", rows)
         (tmp / "README.md").write_text(card_text, encoding="utf-8")
+
+
+def check_row_keys(split: str, rows: list[dict], expected: set[str]) -> None:
+    """Every row must carry exactly the dataset's columns: `Dataset.from_list` takes the
+    columns from the first row alone, so a row kind with a key too few (or too many) would
+    drop a column or fail deep inside `datasets`."""
+    for row in rows:
+        if set(row) != expected:
+            missing, extra = sorted(expected - set(row)), sorted(set(row) - expected)
+            raise ValueError(
+                f"{split} row {row.get('id')!r} (task {row.get('task')!r}) does not have the "
+                f"dataset's columns: missing {missing}, unexpected {extra}"
+            )
 
 
 def headline(metrics: dict) -> dict:

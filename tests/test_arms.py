@@ -72,3 +72,26 @@ def test_training_seed_defaults_to_the_top_level_seed():
     assert parse_params({"seed": 7, "train": {"seed": 1}}).training_seed == 1
     # the data seed stays the top-level one, so every training seed sees the same data
     assert parse_params({"seed": 7, "train": {"seed": 1}}).seed == 7
+
+
+@pytest.mark.parametrize("arm", ["spelling", "negative_control", "positive_control"])
+def test_every_arms_train_rows_have_the_dataset_columns(arm):
+    """The columns are written out here, not read from dataset_features(): a row kind that
+    lacks one (the replay rows once lacked `boundary`) breaks saving the negative control."""
+    columns = {
+        "id", "task", "split", "word", "question", "answer", "expected", "phrasing",
+        "answer_format", "position", "is_last", "letter", "count", "word_length",
+        "freq_band", "boundary", "messages",
+    }  # fmt: skip
+    rows = train_split(STRINGS, arm_params(arm), HELD_OUT)
+    assert rows and all(set(row) == columns for row in rows)
+
+
+def test_saving_a_split_with_a_row_lacking_a_column_names_the_row():
+    from stages.build_dataset import check_row_keys
+
+    good = {"id": "train-000001", "task": "spelling", "a": 1, "b": 2}
+    bad = {"id": "train-replay-000000", "task": "replay", "a": 1}
+    check_row_keys("train", [good], {"id", "task", "a", "b"})
+    with pytest.raises(ValueError, match=r"train-replay-000000.*missing \['b'\]"):
+        check_row_keys("train", [good, bad], {"id", "task", "a", "b"})

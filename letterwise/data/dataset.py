@@ -205,6 +205,7 @@ def replay_rows(n: int, rng: random.Random, held_out: set[str]) -> list[dict]:
                 "count": None,
                 "word_length": None,
                 "freq_band": None,
+                "boundary": None,
                 "messages": [{"role": "user", "content": question["question"]}],
             }
         )
