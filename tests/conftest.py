@@ -57,3 +57,49 @@ def qwen3_data(tmp_path_factory) -> Path:
     finally:
         os.chdir(cwd)
     return workdir
+
+
+# The fixtures below are shared by several test modules. They live here, not in a test module
+# that others import them from: an imported session fixture is a second definition, so pytest
+# would build it again for each module that imports it.
+
+
+@pytest.fixture(scope="session")
+def qwen3_run(qwen3_data, tmp_path_factory) -> Path:
+    """A real qwen3-tiny run: the data stages' output, then train and both eval stages."""
+    import shutil
+
+    from tests.test_publish import RUN_PARAMS, base_env, run_stage
+
+    workdir = tmp_path_factory.mktemp("qwen3-run")
+    for name in ("data", "metrics"):
+        shutil.copytree(qwen3_data / name, workdir / name)
+    write_params(workdir, RUN_PARAMS)
+    for stage in ("train", "eval_spelling", "eval_position"):
+        result = run_stage(workdir, stage, base_env())
+        assert result.returncode == 0, f"{stage} failed:\n{result.stderr[-3000:]}"
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def published(qwen3_run, tmp_path_factory):
+    """The run published locally (offline, no token, no repo id): (its folder, the process)."""
+    from tests.test_publish import base_env, copy_run, run_stage
+
+    workdir = copy_run(qwen3_run, tmp_path_factory.mktemp("published") / "run")
+    result = run_stage(workdir, "publish", base_env())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, result
+
+
+@pytest.fixture(scope="session")
+def tiny_repro(tmp_path_factory) -> tuple[Path, str]:
+    """A fresh clone on TINY_RUN (params committed) after one full `dvc repro` (its lock and
+    outputs not committed, as after `make repro`), and that repro's stdout. Tests that need a
+    reproduced clone copy it (tests.test_pipeline.copy_clone) rather than repro again."""
+    from tests.test_pipeline import TINY_RUN, dvc, fresh_clone, git, set_params
+
+    clone = fresh_clone(tmp_path_factory.mktemp("tiny-repro") / "clone")
+    set_params(clone, TINY_RUN)
+    git(clone, "commit", "-qam", "tiny run")
+    return clone, dvc(clone, "repro").stdout

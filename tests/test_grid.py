@@ -149,17 +149,15 @@ def test_set_arguments_round_trip_through_yaml():
 
 
 @pytest.mark.slow
-def test_a_queued_eval_only_group_never_retrains(tmp_path):
+def test_a_queued_eval_only_group_never_retrains(tiny_repro, tmp_path):
     """The grid's queue path for real, on qwen3-tiny: after a committed run, an eval-only group
     queued with `dvc exp run --queue` re-evaluates in DVC's temp workspace without training."""
     import json
     import os
 
-    from tests.test_pipeline import TINY_RUN, VENV_BIN, dvc, fresh_clone, git, set_params
+    from tests.test_pipeline import VENV_BIN, copy_clone, dvc, git
 
-    clone = fresh_clone(tmp_path / "clone")
-    set_params(clone, TINY_RUN)
-    dvc(clone, "repro")
+    clone = copy_clone(tiny_repro[0], tmp_path / "clone")
     git(clone, "add", "-A")
     git(clone, "commit", "-qm", "tiny reference run")
     grid = clone / "grid.yaml"

@@ -93,9 +93,22 @@ TINY_RUN = {
     "model": "qwen3-tiny",
     "build_dataset": {"max_train_tokens": 60, "validation_words": 6, "test_words": 12},
     "train": {"max_steps": 4, "batch_size": 4, "save_steps": 2, "max_seq_length": 96},
-    "eval": {"max_questions": 6, "batch_size": 8},
+    "eval": {"max_questions": 6, "batch_size": 8, "thinking_budget": 24},
     "publish": {"load_back_questions": 2},
 }
+
+
+def copy_clone(source: Path, destination: Path) -> Path:
+    """A copy of a DVC clone with its git history and DVC cache; DVC's own scratch space
+    (.dvc/tmp: locks, experiment workspaces) starts empty, as in a new checkout."""
+    scratch = (source / ".dvc" / "tmp").resolve()
+    shutil.copytree(
+        source,
+        destination,
+        symlinks=True,
+        ignore=lambda folder, names: names if Path(folder).resolve() == scratch else [],
+    )
+    return destination
 
 
 def declared_outputs(clone: Path) -> list[str]:
@@ -111,11 +124,9 @@ def declared_outputs(clone: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_full_pipeline_on_qwen3_tiny_then_noop(tmp_path):
-    clone = fresh_clone(tmp_path)
-    set_params(clone, TINY_RUN)
-    git(clone, "commit", "-qam", "tiny run")
-    first = dvc(clone, "repro")
+def test_full_pipeline_on_qwen3_tiny_then_noop(tiny_repro, tmp_path):
+    clone = copy_clone(tiny_repro[0], tmp_path / "clone")
+    first_stdout = tiny_repro[1]
     for stage in (
         "filter_tokens",
         "build_dataset",
@@ -124,7 +135,7 @@ def test_full_pipeline_on_qwen3_tiny_then_noop(tmp_path):
         "eval_position",
         "publish",
     ):
-        assert f"Running stage '{stage}'" in first.stdout
+        assert f"Running stage '{stage}'" in first_stdout
     missing = [p for p in declared_outputs(clone) if not (clone / p).exists()]
     assert not missing, f"declared but not produced: {missing}"
     for task_file, tasks in (

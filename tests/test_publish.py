@@ -121,28 +121,6 @@ def copy_run(source: Path, target: Path) -> Path:
 # ---------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="session")
-def qwen3_run(qwen3_data, tmp_path_factory) -> Path:
-    """A real qwen3-tiny run: the data stages' output, then train and both eval stages."""
-    workdir = tmp_path_factory.mktemp("qwen3-run")
-    for name in ("data", "metrics"):
-        shutil.copytree(qwen3_data / name, workdir / name)
-    write_params(workdir, RUN_PARAMS)
-    for stage in ("train", "eval_spelling", "eval_position"):
-        result = run_stage(workdir, stage, base_env())
-        assert result.returncode == 0, f"{stage} failed:\n{result.stderr[-3000:]}"
-    return workdir
-
-
-@pytest.fixture(scope="session")
-def published(qwen3_run, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """The run published locally: offline, no token, no repo id."""
-    workdir = copy_run(qwen3_run, tmp_path_factory.mktemp("published") / "run")
-    result = run_stage(workdir, "publish", base_env())
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return workdir, result
-
-
 @pytest.fixture
 def run_copy(qwen3_run, tmp_path) -> Path:
     return copy_run(qwen3_run, tmp_path / "run")

@@ -25,7 +25,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import prometheus_server as prom
 from tests.serve_process import REPO_ROOT, ServerProcess, call, run_server_command, server_env
-from tests.test_publish import published, qwen3_run  # noqa: F401  (session fixtures)
 
 TOKEN = "lw-test-token-6Hq2Zp9Kx"  # a stand-in; never a real credential
 MAX_QUEUE = 3
@@ -41,7 +40,7 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 @pytest.fixture(scope="session")
-def model_dir(published) -> Path:  # noqa: F811
+def model_dir(published) -> Path:
     """The folder `python -m stages.publish` wrote for a real qwen3-tiny run."""
     return published[0] / "models" / "published"
 

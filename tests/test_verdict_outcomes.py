@@ -165,11 +165,12 @@ def test_the_outcome_measure_can_differ_per_task(tmp_path):
     for arm in ("spelling", "negative_control", "positive_control"):
         for seed in (1, 2):
             treated = arm != "negative_control"
+            tuned = [0.3 if treated else 0.1] * n
             per_question = {
                 "position": {
                     "ids": ids["position"],
                     "correct": {"cloze": {"base": base_bits, "tuned": base_bits}},
-                    "scores": {"cloze": {"base": [0.1] * n, "tuned": [0.3 if treated else 0.1] * n}},
+                    "scores": {"cloze": {"base": [0.1] * n, "tuned": tuned}},
                     "strategy_right": {},
                 },
                 "count": {
