@@ -129,10 +129,13 @@ class _Constant:
 def _fit(x: np.ndarray, y: np.ndarray, c: float) -> Any:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     if len(np.unique(y)) < 2:
         return _Constant(int(y[0]))
-    with warnings.catch_warnings():
+    # one BLAS thread: these fits are small, and several threads contending for the cores
+    # (with each other and the torch threads) made them 50x slower on a 2-core machine
+    with warnings.catch_warnings(), threadpool_limits(1):
         # a capped iteration count on a probe is a slightly less fitted probe, not an error
         warnings.simplefilter("ignore", ConvergenceWarning)
         return LogisticRegression(C=c, max_iter=MAX_ITER).fit(x, y)
