@@ -90,7 +90,8 @@ def read_slots(
         for j, layer in enumerate(layers):
             logits = lens_logits(model, hidden, layer).cpu()
             right = logits.gather(1, answer[:, None])
-            p[members, j] = torch.softmax(logits, -1).gather(1, answer[:, None])[:, 0].numpy()
+            # float64: a float32 sum over a 150k vocabulary is off by ~1e-4 relative
+            p[members, j] = torch.softmax(logits.double(), -1).gather(1, answer[:, None])[:, 0].numpy()
             vocab_rank[members, j] = (logits > right).sum(1).numpy() + 1
             cand_rank[members, j] = (logits.gather(1, candidates) > right).sum(1).numpy() + 1
     order = list(dict.fromkeys(it["question"] for it in items))
