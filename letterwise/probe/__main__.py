@@ -119,18 +119,11 @@ def cpu_model() -> str:
 
 def probe_one(params: Any, settings: Any, adapter: Path | None, label: str) -> dict[str, Any]:
     """Load the base model of params (or the adapter's base + adapter) and probe it."""
-    from letterwise.modeling import load_base_model, load_tuned_model, read_provenance
-    from letterwise.presets import resolve_preset
-    from letterwise.probe.run import lens_rows, prepare_items, probe_model
+    from letterwise.probe.run import lens_rows, load_model, prepare_items, probe_model
 
     prepared = prepare_items(settings, seed=params.seed)
     questions = lens_rows(settings.split, settings.lens_questions)
-    if adapter is None:
-        model_name = params.model
-        model, tokenizer = load_base_model(resolve_preset(model_name))
-    else:
-        model_name = read_provenance(adapter)["model"]
-        model, tokenizer = load_tuned_model(adapter)
+    model_name, model, tokenizer = load_model(params.model, adapter)
     result = probe_model(model, tokenizer, settings, seed=params.seed, prepared=prepared,
                          lens_questions=questions, console=console, label=label)  # fmt: skip
     return {"model": model_name, "adapter": None if adapter is None else str(adapter), **result}

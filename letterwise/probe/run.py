@@ -195,6 +195,18 @@ def probe_model(
     }
 
 
+def load_model(model: str, adapter: Path | None = None, *, backend: str = "auto") -> tuple[str, Any, Any]:
+    """(model name, model, tokenizer): the base model of a preset, or an adapter on the base it
+    names (letterwise.modeling's loaders, as the eval stages load them)."""
+    from letterwise.modeling import load_base_model, load_tuned_model, read_provenance
+    from letterwise.presets import resolve_preset
+
+    if adapter is None:
+        return (model, *load_base_model(resolve_preset(model), backend=backend))
+    provenance = read_provenance(adapter)
+    return (provenance["model"], *load_tuned_model(adapter, backend=backend))
+
+
 def decoded_records(result: dict[str, Any], task: str, layer: int) -> dict[str, np.ndarray]:
     """One task's per-word truth and predictions at one layer, from a probe JSON."""
     records = result["records"][task]
@@ -210,7 +222,9 @@ def decoded_records(result: dict[str, Any], task: str, layer: int) -> dict[str, 
 def compare(first: dict[str, Any], second: dict[str, Any], *, seed: int = 0,
             n_resamples: int = 1000) -> dict[str, Any]:  # fmt: skip
     """Per task and layer both files share: selectivity of `first` minus `second` with a CI,
-    paired over the same held-out words (the two files must have probed the same words)."""
+    paired over the same held-out words (the two files must have probed the same words). A
+    probe stage's details file (base and tuned) stands for its tuned model."""
+    first, second = (r["tuned"] if "tuned" in r else r for r in (first, second))
     if first["items"]["words"] != second["items"]["words"]:
         raise ValueError("the two probe files tested different held-out words; rerun one of them")
     out: dict[str, Any] = {}
