@@ -3,9 +3,10 @@
 # rendered again without the experiment refs:
 #   scripts/save_run.sh EXPERIMENT DEST "COMMAND THAT MADE IT"
 # DEST gets the run's metrics/details/*.json (probe.json too when the run has the probe stage),
-# params.yaml, its training loss curve (loss.tsv), COMMIT (the code it ran: the experiment's baseline), EXPERIMENT (its ref) and command.txt,
-# and the per-question prediction records of both eval stages (every candidate's score per
-# instrument and stem, gzipped) when the local DVC cache holds them, so anyone can re-analyse.
+# params.yaml, its training loss curve (loss.tsv), COMMIT (the code it ran: the experiment's
+# baseline), EXPERIMENT (its ref) and command.txt, and the per-question prediction records of
+# both eval stages (every candidate's score per instrument and stem, gzipped) when the local DVC
+# cache holds them, so anyone can re-analyse.
 set -euo pipefail
 name=$1; dest=$2; command=${3:-}
 # An experiment's ref is refs/exps/<baseline[:2]>/<baseline[2:]>/<name>: the same name run on
