@@ -350,3 +350,92 @@ def test_cli_on_qwen3_tiny_writes_the_schema(tmp_path: Path, monkeypatch) -> Non
     for task in ("position", "count"):
         assert result["lens"][task]["n"] == 4 and len(result["lens"][task]["layers"]) == 3
     assert json.loads(timing.read_text())["wall_seconds"] > 0
+
+
+# --------------------------------------------------------------------------- study adapters
+
+
+def _git(cwd: Path, *args: str) -> str:
+    import subprocess
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}  # fmt: skip
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
+                          text=True, env=env).stdout.strip()  # fmt: skip
+
+
+def test_study_adapter_is_copied_from_the_cache_read_only(tmp_path: Path) -> None:
+    from letterwise.probe.study import AdapterMissing, materialise_adapter, pending
+
+    clone, cache = tmp_path / "clone", tmp_path / "cache"
+    clone.mkdir()
+    _git(clone, "init", "-q")
+    lock = {"stages": {"train": {"outs": [
+        {"path": "metrics/details/train.json", "md5": "0" * 32},
+        {"path": "models/adapter", "md5": "ab" + "1" * 30 + ".dir"},
+    ]}}}  # fmt: skip
+    (clone / "dvc.lock").write_text(json.dumps(lock))
+    _git(clone, "add", "dvc.lock")
+    _git(clone, "commit", "-qm", "exp")
+    sha = _git(clone, "rev-parse", "HEAD")
+    head_before = (clone / ".git" / "HEAD").read_text()
+    listing = [{"md5": "cd" + "2" * 30, "relpath": "adapter_config.json"},
+               {"md5": "ef" + "3" * 30, "relpath": "sub/weights.bin"}]  # fmt: skip
+    for md5, body in (("ab" + "1" * 30 + ".dir", json.dumps(listing)),
+                      ("cd" + "2" * 30, "{}"), ("ef" + "3" * 30, "weights")):  # fmt: skip
+        path = cache / "files" / "md5" / md5[:2] / md5[2:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+    dest = materialise_adapter(clone, cache, sha, tmp_path / "adapter")
+    assert (dest / "adapter_config.json").read_text() == "{}"
+    assert (dest / "sub/weights.bin").read_text() == "weights"
+    assert (clone / ".git" / "HEAD").read_text() == head_before
+    (cache / "files" / "md5" / "ef" / ("3" * 30)).unlink()
+    with pytest.raises(AdapterMissing, match="redone on this machine"):
+        materialise_adapter(clone, cache, sha, tmp_path / "again")
+    with pytest.raises(AdapterMissing, match="redone on this machine"):
+        materialise_adapter(clone, cache, "f" * 40, tmp_path / "again")
+
+    study = tmp_path / "study"
+    for name in ("spelling-seed1", "negative_control-seed1", "notes"):
+        (study / name).mkdir(parents=True)
+        (study / name / "EXPERIMENT").write_text(sha + "\n")
+    (study / "spelling-seed1" / "probe.json").write_text("{}")
+    assert [(f.name, run) for f, run in pending(study)] == [
+        ("negative_control-seed1", {"arm": "negative_control", "seed": 1, "experiment": sha})
+    ]
+
+
+@pytest.mark.slow
+def test_probe_stage_on_qwen3_tiny(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    import yaml
+
+    from tests.test_evaluate import random_adapter
+
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / "data/tokens/tokens.jsonl").is_file() or not (repo / "data/dataset/jsonl").is_dir():
+        pytest.skip("needs data/tokens and data/dataset (dvc repro build_dataset)")
+    shutil.copytree(repo / "data/tokens", tmp_path / "data/tokens")
+    shutil.copytree(repo / "data/dataset/jsonl", tmp_path / "data/dataset/jsonl")
+    random_adapter(tmp_path, seed=0)
+    params = {"model": "qwen3-tiny", "probe": {"train_strings": 50, "words": 15,
+              "lens_questions": 3, "bootstrap": 100}}  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    from stages.probe import main
+
+    main([])
+    headline = json.loads((tmp_path / "metrics/probe.json").read_text())
+    details = json.loads((tmp_path / "metrics/details/probe.json").read_text())
+    for task in it.TASKS:
+        for model in ("base", "tuned"):
+            best = details[model]["probes"][task]["best"]
+            assert headline[task][model] == {"layer": best["layer"], "selectivity": best["selectivity"]}
+        assert [r["layer"] for r in details["tuned_minus_base"][task]] == [0, 1, 2]
+        plot = tmp_path / f"dvclive/probe/plots/custom/selectivity_{task}.json"
+        assert [point["layer"] for point in json.loads(plot.read_text())] == [0, 1, 2]
+    # the embeddings are untouched by a LoRA on q/v: tuned and base agree exactly at layer 0
+    layer0 = details["tuned_minus_base"]["letter_in_token"][0]
+    assert layer0["difference"] == 0
