@@ -23,7 +23,9 @@ ADAPTER_DIR = Path("models/adapter")
 METRICS_FILE = Path("metrics/probe.json")
 DVCLIVE_DIR = Path("dvclive/probe")
 INPUTS = {
-    Path("data/tokens/tokens.jsonl"): "the filter_tokens stage makes it (`dvc repro filter_tokens`)",
+    Path(
+        "data/tokens/tokens.jsonl"
+    ): "the filter_tokens stage makes it (`dvc repro filter_tokens`)",
     Path("data/dataset/jsonl"): "the build_dataset stage makes it (`dvc repro build_dataset`)",
     ADAPTER_DIR / "adapter_config.json": "the train stage makes it (`dvc repro train`)",
 }
@@ -35,10 +37,12 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
 
     return {
         task: {
-            model: {"layer": details[model]["probes"][task]["best"]["layer"],
-                    "selectivity": details[model]["probes"][task]["best"]["selectivity"]}
+            model: {
+                "layer": details[model]["probes"][task]["best"]["layer"],
+                "selectivity": details[model]["probes"][task]["best"]["selectivity"],
+            }
             for model in ("base", "tuned")
-        }  # fmt: skip
+        }
         for task in TASKS
     }
 
@@ -46,25 +50,39 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
 def write_plots(details: dict[str, Any]) -> None:
     """Selectivity by layer, base and tuned, one dvclive plot per task (written whole)."""
     from dvclive import Live
-
     from letterwise.probe.items import TASKS
 
     with atomic_dir(DVCLIVE_DIR) as tmp:
         live = Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None)
         for task in TASKS:
-            rows = zip(details["base"]["probes"][task]["layers"],
-                       details["tuned"]["probes"][task]["layers"], strict=True)  # fmt: skip
-            points = [{"layer": b["layer"], "base": b["selectivity"], "tuned": t["selectivity"]}
-                      for b, t in rows]  # fmt: skip
-            live.log_plot(f"selectivity_{task}", points, x="layer", y=["base", "tuned"],
-                          template="linear", y_label="selectivity",
-                          title=f"{task}: probe minus control, by layer")  # fmt: skip
+            rows = zip(
+                details["base"]["probes"][task]["layers"],
+                details["tuned"]["probes"][task]["layers"],
+                strict=True,
+            )
+            points = [
+                {"layer": b["layer"], "base": b["selectivity"], "tuned": t["selectivity"]}
+                for b, t in rows
+            ]
+            live.log_plot(
+                f"selectivity_{task}",
+                points,
+                x="layer",
+                y=["base", "tuned"],
+                template="linear",
+                y_label="selectivity",
+                title=f"{task}: probe minus control, by layer",
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
     hub_offline_by_default()  # before transformers is imported
-    parser = argparse.ArgumentParser(prog="python -m stages.probe", description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="path to params.yaml (default: params.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.probe", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--params", default="params.yaml", help="path to params.yaml (default: params.yaml)"
+    )
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -81,8 +99,10 @@ def main(argv: list[str] | None = None) -> None:
                 raise FileNotFoundError(f"{path} is missing; {hint}")
         trained_on = read_provenance(ADAPTER_DIR)["model"]
         if trained_on != params.model:
-            raise ValueError(f"{ADAPTER_DIR} was trained on model {trained_on!r} but params.yaml "
-                             f"has model {params.model!r}; retrain (`dvc repro train`)")  # fmt: skip
+            raise ValueError(
+                f"{ADAPTER_DIR} was trained on model {trained_on!r} but params.yaml "
+                f"has model {params.model!r}; retrain (`dvc repro train`)"
+            )
         settings = params.probe
         prepared = prepare_items(settings, seed=params.seed)  # checks no held-out word leaks
         questions = lens_rows(settings.split, settings.lens_questions)
@@ -93,14 +113,22 @@ def main(argv: list[str] | None = None) -> None:
     for label, adapter in (("base", None), ("tuned", ADAPTER_DIR)):
         started = time.monotonic()
         _, model, tokenizer = load_model(params.model, adapter, backend=params.train.backend)
-        details[label] = probe_model(model, tokenizer, settings, seed=params.seed,
-                                     prepared=prepared, lens_questions=questions,
-                                     console=console, label=label)  # fmt: skip
+        details[label] = probe_model(
+            model,
+            tokenizer,
+            settings,
+            seed=params.seed,
+            prepared=prepared,
+            lens_questions=questions,
+            console=console,
+            label=label,
+        )
         details[label]["seconds"]["total"] = round(time.monotonic() - started, 1)
         del model, tokenizer  # free this model before the next one loads
         gc.collect()
-    details["tuned_minus_base"] = compare(details["tuned"], details["base"], seed=params.seed,
-                                          n_resamples=settings.bootstrap)  # fmt: skip
+    details["tuned_minus_base"] = compare(
+        details["tuned"], details["base"], seed=params.seed, n_resamples=settings.bootstrap
+    )
     write_plots(details)
     write_metrics(METRICS_FILE, details, headline(details))  # the headline last: "done"
     console.print(f"{STAGE}: wrote {METRICS_FILE} and metrics/details/probe.json")

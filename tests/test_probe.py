@@ -38,8 +38,11 @@ def test_position_labels_missing_on_short_words() -> None:
 
 
 def test_predictions_round_trip() -> None:
-    for task, words in (("letter_in_token", ["ab", "zz"]), ("letter_position", ["abc", "hello"]),
-                        ("letter_count", ["eerie", "tot"])):  # fmt: skip
+    for task, words in (
+        ("letter_in_token", ["ab", "zz"]),
+        ("letter_position", ["abc", "hello"]),
+        ("letter_count", ["eerie", "tot"]),
+    ):
         labels = it.task_labels(words, task, "et").labels
         assert (it.decode_predictions(task, it.encode_predictions(task, labels)) == labels).all()
 
@@ -112,19 +115,22 @@ def _synthetic(seed: int = 0) -> tuple[np.ndarray, dict, list[int], ProbeParams]
     as a held-out word's last token may be a training token, but not its letters)."""
     rng = random.Random(seed)
     train, words = _random_words(300, rng), _random_words(120, rng)
-    settings = ProbeParams(train_strings=300, words=120, count_letters="abc", bootstrap=200,
-                           cs=[0.1, 1.0])  # fmt: skip
+    settings = ProbeParams(
+        train_strings=300, words=120, count_letters="abc", bootstrap=200, cs=[0.1, 1.0]
+    )
     n = len(train) + len(words)
     nrng = np.random.default_rng(seed)
     planted = _planted(train + words, settings.count_letters)
     d = planted.shape[1]
     types = list(range(len(train))) + [rng.randrange(len(train)) for _ in words]
     identity = nrng.normal(size=(len(train), d))[types] * 3.0
-    states = np.stack([
-        nrng.normal(size=(n, d)),
-        planted + 0.1 * nrng.normal(size=(n, d)),
-        identity + 0.1 * nrng.normal(size=(n, d)),
-    ])  # fmt: skip
+    states = np.stack(
+        [
+            nrng.normal(size=(n, d)),
+            planted + 0.1 * nrng.normal(size=(n, d)),
+            identity + 0.1 * nrng.normal(size=(n, d)),
+        ]
+    )
     fit, val = it.fit_val_split(len(train), 0.2, seed=seed)
     prepared = {"train": train, "words": words, "fit": fit, "val": val}
     return states, prepared, types, settings
@@ -166,8 +172,10 @@ def test_control_task_catches_identity_memorisation(synthetic_results, task) -> 
 
 def test_compare_of_a_file_with_itself_is_zero(synthetic_results) -> None:
     words = " ".join(_synthetic()[1]["words"])
-    result = {"items": {"words": words},
-              "records": {task: synthetic_results[task][1] for task in it.TASKS}}  # fmt: skip
+    result = {
+        "items": {"words": words},
+        "records": {task: synthetic_results[task][1] for task in it.TASKS},
+    }
     diff = compare(result, result, n_resamples=100)
     for task in it.TASKS:
         assert [row["layer"] for row in diff[task]] == [0, 1, 2]
@@ -185,7 +193,9 @@ def test_chosen_layers_keep_the_embeddings_and_the_last() -> None:
 # --------------------------------------------------------------------------- leakage
 
 
-def _write_data(tmp_path: Path, tokens: list[str], splits: dict[str, list[str]]) -> tuple[Path, Path]:
+def _write_data(
+    tmp_path: Path, tokens: list[str], splits: dict[str, list[str]]
+) -> tuple[Path, Path]:
     tokens_file = tmp_path / "tokens.jsonl"
     tokens_file.write_text("".join(json.dumps({"string": s}) + "\n" for s in tokens))
     dataset = tmp_path / "jsonl"
@@ -207,8 +217,12 @@ def test_no_heldout_word_of_either_split_reaches_probe_training(tmp_path: Path) 
     assert prepared["words"] == ["apple", "melon"]
     assert prepared["heldout_checked"] == 4
     with pytest.raises(ValueError, match="only 6 training strings"):
-        prepare_items(settings.model_copy(update={"train_strings": 7}), seed=0,
-                      dataset_dir=dataset, tokens_file=tokens_file)  # fmt: skip
+        prepare_items(
+            settings.model_copy(update={"train_strings": 7}),
+            seed=0,
+            dataset_dir=dataset,
+            tokens_file=tokens_file,
+        )
 
 
 def test_check_no_leak_names_the_leaked_words() -> None:
@@ -281,8 +295,16 @@ def qwen_tokenizer():
 def test_logit_lens_on_a_scripted_model_worked_by_hand(qwen_tokenizer) -> None:
     from letterwise.probe.lens import read_slots, summarise
 
-    row = {"id": "q1", "task": "position", "word": "toast", "position": 5, "is_last": True,
-           "expected": "t", "question": "What is the last letter of 'toast'?", "letter": "t"}  # fmt: skip
+    row = {
+        "id": "q1",
+        "task": "position",
+        "word": "toast",
+        "position": 5,
+        "is_last": True,
+        "expected": "t",
+        "question": "What is the last letter of 'toast'?",
+        "letter": "t",
+    }
     (token_t,) = qwen_tokenizer(" t", add_special_tokens=False)["input_ids"]
     (token_s,) = qwen_tokenizer(" s", add_special_tokens=False)["input_ids"]
     vocab = 151936
@@ -305,8 +327,16 @@ def test_logit_lens_on_a_scripted_model_worked_by_hand(qwen_tokenizer) -> None:
 def test_logit_lens_late_suppression(qwen_tokenizer) -> None:
     from letterwise.probe.lens import read_slots, summarise
 
-    row = {"id": "q1", "task": "count", "word": "toast", "letter": "t", "expected": "2",
-           "question": "How many 't's are in 'toast'?", "is_last": False, "position": None}  # fmt: skip
+    row = {
+        "id": "q1",
+        "task": "count",
+        "word": "toast",
+        "letter": "t",
+        "expected": "2",
+        "question": "How many 't's are in 'toast'?",
+        "is_last": False,
+        "position": None,
+    }
     ids = qwen_tokenizer("Answer: 2", add_special_tokens=False)["input_ids"]
     two = ids[-1]  # the slot token of "2" as the cloze tokenization makes it
     (one,) = [i for i in qwen_tokenizer("Answer: 1", add_special_tokens=False)["input_ids"][-1:]]
@@ -330,12 +360,32 @@ def test_cli_on_qwen3_tiny_writes_the_schema(tmp_path: Path, monkeypatch) -> Non
     from letterwise.probe.__main__ import main
 
     repo = Path(__file__).resolve().parents[1]
-    if not (repo / "data/tokens/tokens.jsonl").is_file() or not (repo / "data/dataset/jsonl").is_dir():
+    if (
+        not (repo / "data/tokens/tokens.jsonl").is_file()
+        or not (repo / "data/dataset/jsonl").is_dir()
+    ):
         pytest.skip("needs data/tokens and data/dataset (dvc repro build_dataset)")
     monkeypatch.chdir(repo)
     out, timing = tmp_path / "probe.json", tmp_path / "timing.json"
-    assert main(["--model", "qwen3-tiny", "--train-strings", "60", "--words", "20",
-                 "--lens-questions", "4", "--out", str(out), "--timing", str(timing)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--model",
+                "qwen3-tiny",
+                "--train-strings",
+                "60",
+                "--words",
+                "20",
+                "--lens-questions",
+                "4",
+                "--out",
+                str(out),
+                "--timing",
+                str(timing),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["model"] == "qwen3-tiny" and result["adapter"] is None
     assert result["settings"]["layers"] == [0, 1, 2]  # the tiny Qwen3 has 2 blocks
@@ -344,8 +394,16 @@ def test_cli_on_qwen3_tiny_writes_the_schema(tmp_path: Path, monkeypatch) -> Non
     for task in it.TASKS:
         layers = result["probes"][task]["layers"]
         assert [r["layer"] for r in layers] == [0, 1, 2]
-        assert set(layers[0]) >= {"probe", "control", "selectivity", "selectivity_ci_low",
-                                  "selectivity_ci_high", "majority", "val_probe", "C"}  # fmt: skip
+        assert set(layers[0]) >= {
+            "probe",
+            "control",
+            "selectivity",
+            "selectivity_ci_low",
+            "selectivity_ci_high",
+            "majority",
+            "val_probe",
+            "C",
+        }
         assert len(result["records"][task]["layers"]["1"]["probe"].split()) == 20
     for task in ("position", "count"):
         assert result["lens"][task]["n"] == 4 and len(result["lens"][task]["layers"]) == 3
@@ -358,10 +416,16 @@ def test_cli_on_qwen3_tiny_writes_the_schema(tmp_path: Path, monkeypatch) -> Non
 def _git(cwd: Path, *args: str) -> str:
     import subprocess
 
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}  # fmt: skip
-    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()  # fmt: skip
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
 
 
 def test_study_adapter_is_copied_from_the_cache_read_only(tmp_path: Path) -> None:
@@ -370,19 +434,30 @@ def test_study_adapter_is_copied_from_the_cache_read_only(tmp_path: Path) -> Non
     clone, cache = tmp_path / "clone", tmp_path / "cache"
     clone.mkdir()
     _git(clone, "init", "-q")
-    lock = {"stages": {"train": {"outs": [
-        {"path": "metrics/details/train.json", "md5": "0" * 32},
-        {"path": "models/adapter", "md5": "ab" + "1" * 30 + ".dir"},
-    ]}}}  # fmt: skip
+    lock = {
+        "stages": {
+            "train": {
+                "outs": [
+                    {"path": "metrics/details/train.json", "md5": "0" * 32},
+                    {"path": "models/adapter", "md5": "ab" + "1" * 30 + ".dir"},
+                ]
+            }
+        }
+    }
     (clone / "dvc.lock").write_text(json.dumps(lock))
     _git(clone, "add", "dvc.lock")
     _git(clone, "commit", "-qm", "exp")
     sha = _git(clone, "rev-parse", "HEAD")
     head_before = (clone / ".git" / "HEAD").read_text()
-    listing = [{"md5": "cd" + "2" * 30, "relpath": "adapter_config.json"},
-               {"md5": "ef" + "3" * 30, "relpath": "sub/weights.bin"}]  # fmt: skip
-    for md5, body in (("ab" + "1" * 30 + ".dir", json.dumps(listing)),
-                      ("cd" + "2" * 30, "{}"), ("ef" + "3" * 30, "weights")):  # fmt: skip
+    listing = [
+        {"md5": "cd" + "2" * 30, "relpath": "adapter_config.json"},
+        {"md5": "ef" + "3" * 30, "relpath": "sub/weights.bin"},
+    ]
+    for md5, body in (
+        ("ab" + "1" * 30 + ".dir", json.dumps(listing)),
+        ("cd" + "2" * 30, "{}"),
+        ("ef" + "3" * 30, "weights"),
+    ):
         path = cache / "files" / "md5" / md5[:2] / md5[2:]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body)
@@ -415,13 +490,18 @@ def test_probe_stage_on_qwen3_tiny(tmp_path: Path, monkeypatch) -> None:
     from tests.test_evaluate import random_adapter
 
     repo = Path(__file__).resolve().parents[1]
-    if not (repo / "data/tokens/tokens.jsonl").is_file() or not (repo / "data/dataset/jsonl").is_dir():
+    if (
+        not (repo / "data/tokens/tokens.jsonl").is_file()
+        or not (repo / "data/dataset/jsonl").is_dir()
+    ):
         pytest.skip("needs data/tokens and data/dataset (dvc repro build_dataset)")
     shutil.copytree(repo / "data/tokens", tmp_path / "data/tokens")
     shutil.copytree(repo / "data/dataset/jsonl", tmp_path / "data/dataset/jsonl")
     random_adapter(tmp_path, seed=0)
-    params = {"model": "qwen3-tiny", "probe": {"train_strings": 50, "words": 15,
-              "lens_questions": 3, "bootstrap": 100}}  # fmt: skip
+    params = {
+        "model": "qwen3-tiny",
+        "probe": {"train_strings": 50, "words": 15, "lens_questions": 3, "bootstrap": 100},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     from stages.probe import main
@@ -432,7 +512,10 @@ def test_probe_stage_on_qwen3_tiny(tmp_path: Path, monkeypatch) -> None:
     for task in it.TASKS:
         for model in ("base", "tuned"):
             best = details[model]["probes"][task]["best"]
-            assert headline[task][model] == {"layer": best["layer"], "selectivity": best["selectivity"]}
+            assert headline[task][model] == {
+                "layer": best["layer"],
+                "selectivity": best["selectivity"],
+            }
         assert [r["layer"] for r in details["tuned_minus_base"][task]] == [0, 1, 2]
         plot = tmp_path / f"dvclive/probe/plots/custom/selectivity_{task}.json"
         assert [point["layer"] for point in json.loads(plot.read_text())] == [0, 1, 2]

@@ -28,36 +28,60 @@ console = Console(stderr=True)
 
 
 def _sizes(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
-                        help="params file: model preset, seed and the probe: defaults (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--model",
-                        help="a preset, Hub id or local directory instead of params.yaml's model "
-                        "(ignored with --adapter: the adapter names its base)")  # fmt: skip
-    parser.add_argument("--train-strings", type=int,
-                        help="training-vocabulary strings to fit on (default: probe.train_strings)")  # fmt: skip
-    parser.add_argument("--words", type=int,
-                        help="held-out words to test on (default: probe.words)")  # fmt: skip
-    parser.add_argument("--split", choices=("validation", "test"),
-                        help="the held-out words' split (default: probe.split)")  # fmt: skip
-    parser.add_argument("--layer-step", type=int,
-                        help="probe every Nth layer; embeddings and last always (default: probe.layer_step)")  # fmt: skip
-    parser.add_argument("--lens-questions", type=int,
-                        help="position and count questions each for the logit lens; 0 = no lens "
-                        "(default: probe.lens_questions)")  # fmt: skip
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file: model preset, seed and the probe: defaults (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        help="a preset, Hub id or local directory instead of params.yaml's model "
+        "(ignored with --adapter: the adapter names its base)",
+    )
+    parser.add_argument(
+        "--train-strings",
+        type=int,
+        help="training-vocabulary strings to fit on (default: probe.train_strings)",
+    )
+    parser.add_argument(
+        "--words", type=int, help="held-out words to test on (default: probe.words)"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("validation", "test"),
+        help="the held-out words' split (default: probe.split)",
+    )
+    parser.add_argument(
+        "--layer-step",
+        type=int,
+        help="probe every Nth layer; embeddings and last always (default: probe.layer_step)",
+    )
+    parser.add_argument(
+        "--lens-questions",
+        type=int,
+        help="position and count questions each for the logit lens; 0 = no lens "
+        "(default: probe.lens_questions)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m letterwise.probe", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1],
-    )  # fmt: skip
+        prog="python -m letterwise.probe",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n")[1],
+    )
     _sizes(parser)
-    parser.add_argument("--adapter", type=Path,
-                        help="a LoRA adapter folder (stages.train's models/adapter); absent = the base model")  # fmt: skip
-    parser.add_argument("--out", type=Path, required=True,
-                        help="the JSON to write (atomically)")  # fmt: skip
-    parser.add_argument("--timing", type=Path,
-                        help="also write wall seconds and the CPU model to this JSON")  # fmt: skip
+    parser.add_argument(
+        "--adapter",
+        type=Path,
+        help="a LoRA adapter folder (stages.train's models/adapter); absent = the base model",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the JSON to write (atomically)")
+    parser.add_argument(
+        "--timing", type=Path, help="also write wall seconds and the CPU model to this JSON"
+    )
     return parser
 
 
@@ -67,12 +91,24 @@ def build_study_parser() -> argparse.ArgumentParser:
         description="Write <arm>-seed<k>/probe.json in every saved study run folder of DIR that "
         "lacks one, from that run's adapter in the DVC cache (read-only).",
     )
-    parser.add_argument("study_dir", type=Path, metavar="DIR",
-                        help="a model's study folder, e.g. docs/results/study/smollm2-135m")  # fmt: skip
-    parser.add_argument("--clone", type=Path, default=None,
-                        help="the study's clone (default: .study/clone of the main repository)")  # fmt: skip
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="the DVC cache (default: .dvc/cache of the main repository)")  # fmt: skip
+    parser.add_argument(
+        "study_dir",
+        type=Path,
+        metavar="DIR",
+        help="a model's study folder, e.g. docs/results/study/smollm2-135m",
+    )
+    parser.add_argument(
+        "--clone",
+        type=Path,
+        default=None,
+        help="the study's clone (default: .study/clone of the main repository)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="the DVC cache (default: .dvc/cache of the main repository)",
+    )
     _sizes(parser)
     return parser
 
@@ -86,7 +122,9 @@ def build_compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("first", type=Path, help="probe JSON of the first arm")
     parser.add_argument("second", type=Path, help="probe JSON of the second arm")
     parser.add_argument("--out", type=Path, help="write the comparison here (default: print it)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples (default: %(default)s)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="resamples (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     return parser
 
@@ -98,8 +136,13 @@ def settings_from(args: argparse.Namespace) -> tuple[Any, Any]:
     params = load_params(args.params)
     if args.model:
         params = params.model_copy(update={"model": args.model})
-    flags = {"train_strings": args.train_strings, "words": args.words, "split": args.split,
-             "layer_step": args.layer_step, "lens_questions": args.lens_questions}  # fmt: skip
+    flags = {
+        "train_strings": args.train_strings,
+        "words": args.words,
+        "split": args.split,
+        "layer_step": args.layer_step,
+        "lens_questions": args.lens_questions,
+    }
     merged = params.probe.model_dump() | {k: v for k, v in flags.items() if v is not None}
     try:
         return params, ProbeParams.model_validate(merged)
@@ -124,8 +167,16 @@ def probe_one(params: Any, settings: Any, adapter: Path | None, label: str) -> d
     prepared = prepare_items(settings, seed=params.seed)
     questions = lens_rows(settings.split, settings.lens_questions)
     model_name, model, tokenizer = load_model(params.model, adapter)
-    result = probe_model(model, tokenizer, settings, seed=params.seed, prepared=prepared,
-                         lens_questions=questions, console=console, label=label)  # fmt: skip
+    result = probe_model(
+        model,
+        tokenizer,
+        settings,
+        seed=params.seed,
+        prepared=prepared,
+        lens_questions=questions,
+        console=console,
+        label=label,
+    )
     return {"model": model_name, "adapter": None if adapter is None else str(adapter), **result}
 
 
@@ -138,9 +189,15 @@ def main_run(argv: list[str]) -> int:
     result["seconds"]["total"] = round(seconds, 1)
     write_json(args.out, result)
     if args.timing:
-        write_json(args.timing, {"wall_seconds": round(seconds, 1), "cpu": cpu_model(),
-                                 "command": "python -m letterwise.probe " + " ".join(argv),
-                                 "parts": result["seconds"]})  # fmt: skip
+        write_json(
+            args.timing,
+            {
+                "wall_seconds": round(seconds, 1),
+                "cpu": cpu_model(),
+                "command": "python -m letterwise.probe " + " ".join(argv),
+                "parts": result["seconds"],
+            },
+        )
     console.print(f"wrote {args.out} ({seconds:.0f} s)")
     return 0
 
@@ -148,8 +205,12 @@ def main_run(argv: list[str]) -> int:
 def _main_repo() -> Path:
     import subprocess
 
-    common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    common = subprocess.run(
+        ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     return Path(common).parent
 
 
@@ -186,9 +247,12 @@ def main_compare(argv: list[str]) -> int:
 
     args = build_compare_parser().parse_args(argv)
     first, second = (json.loads(p.read_text()) for p in (args.first, args.second))
-    result = {"first": str(args.first), "second": str(args.second),
-              "difference": "selectivity(first) - selectivity(second)",
-              "tasks": compare(first, second, seed=args.seed, n_resamples=args.bootstrap)}  # fmt: skip
+    result = {
+        "first": str(args.first),
+        "second": str(args.second),
+        "difference": "selectivity(first) - selectivity(second)",
+        "tasks": compare(first, second, seed=args.seed, n_resamples=args.bootstrap),
+    }
     if args.out:
         write_json(args.out, result)
     else:

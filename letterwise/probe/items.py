@@ -51,7 +51,8 @@ def training_strings(tokens_file: Path = TOKENS_FILE) -> list[str]:
     """Every string of the English vocabulary subset, in file order."""
     if not tokens_file.is_file():
         raise FileNotFoundError(
-            f"{tokens_file} is missing; the filter_tokens stage makes it (`dvc repro filter_tokens`)"
+            f"{tokens_file} is missing; the filter_tokens stage makes it "
+            "(`dvc repro filter_tokens`)"
         )
     rows = (json.loads(line) for line in tokens_file.read_text().splitlines() if line)
     return [row["string"] for row in rows]

@@ -61,8 +61,14 @@ def slot_rows(tokenizer: Any, rows: Sequence[dict]) -> list[dict[str, Any]]:
         right = keys.index(str(row["expected"]))
         for s, stem_ids in enumerate(question.stems):
             ids = question.candidate_ids[s]
-            items.append({"question": row["id"], "ids": question.context + stem_ids,
-                          "answer": ids[right], "candidates": ids})  # fmt: skip
+            items.append(
+                {
+                    "question": row["id"],
+                    "ids": question.context + stem_ids,
+                    "answer": ids[right],
+                    "candidates": ids,
+                }
+            )
     return items
 
 
@@ -91,7 +97,9 @@ def read_slots(
             logits = lens_logits(model, hidden, layer).cpu()
             right = logits.gather(1, answer[:, None])
             # float64: a float32 sum over a 150k vocabulary is off by ~1e-4 relative
-            p[members, j] = torch.softmax(logits.double(), -1).gather(1, answer[:, None])[:, 0].numpy()
+            p[members, j] = (
+                torch.softmax(logits.double(), -1).gather(1, answer[:, None])[:, 0].numpy()
+            )
             vocab_rank[members, j] = (logits > right).sum(1).numpy() + 1
             cand_rank[members, j] = (logits.gather(1, candidates) > right).sum(1).numpy() + 1
     order = list(dict.fromkeys(it["question"] for it in items))
@@ -111,13 +119,17 @@ def summarise(per_question: dict[str, np.ndarray], layers: Sequence[int], *, see
     for j, layer in enumerate(layers):
         p = per_question["p"][:, j]
         ci = mean_ci(p.tolist(), seed=seed, n_resamples=2000)
-        rows.append({
-            "layer": layer, "mean_p": float(p.mean()), "p_ci_low": ci["ci_low"],
-            "p_ci_high": ci["ci_high"],
-            "median_vocab_rank": float(median(per_question["vocab_rank"][:, j].tolist())),
-            "mean_candidate_rank": float(per_question["candidate_rank"][:, j].mean()),
-            "top1_candidates": float((per_question["candidate_rank"][:, j] == 1).mean()),
-        })  # fmt: skip
+        rows.append(
+            {
+                "layer": layer,
+                "mean_p": float(p.mean()),
+                "p_ci_low": ci["ci_low"],
+                "p_ci_high": ci["ci_high"],
+                "median_vocab_rank": float(median(per_question["vocab_rank"][:, j].tolist())),
+                "mean_candidate_rank": float(per_question["candidate_rank"][:, j].mean()),
+                "top1_candidates": float((per_question["candidate_rank"][:, j] == 1).mean()),
+            }
+        )
     peak = max(rows, key=lambda r: (r["mean_p"], -r["layer"]))
     final = rows[-1]
     return {

@@ -74,7 +74,9 @@ def bootstrap_weights(n: int, n_resamples: int, *, seed: int) -> np.ndarray:
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(float)
 
 
-def score(task: str, truth: np.ndarray, predicted: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def score(
+    task: str, truth: np.ndarray, predicted: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     """The task metric for each row of `weights` ((B, n); None = the words as they are, B=1)."""
     weights = np.ones((1, truth.shape[0])) if weights is None else weights
     valid = truth >= 0
@@ -170,8 +172,10 @@ def fit_layer(
     mean, std = x_fit.mean(0), x_fit.std(0) + 1e-6  # standardise on the fitting strings only
     x_fit, x_val, x_test = ((x - mean) / std for x in (x_fit, x_val, x_test))
     n_cols = labels["fit"].shape[1]
-    out = {key: np.full(labels[key.split("_", 1)[1]].shape, -1) for key in (
-        "probe_val", "probe_test", "control_val", "control_test", "majority_test")}  # fmt: skip
+    out = {
+        key: np.full(labels[key.split("_", 1)[1]].shape, -1)
+        for key in ("probe_val", "probe_test", "control_val", "control_test", "majority_test")
+    }
     chosen: list[float] = []
     for k in range(n_cols):
         rows = labels["fit"][:, k] >= 0
@@ -206,8 +210,12 @@ def layer_summary(
 ) -> dict[str, Any]:
     """One layer's numbers: test metric of probe, control and majority baseline, selectivity
     with its bootstrap CI over words, and the validation-slice (in-vocabulary) metrics."""
-    records = {"truth": labels["test"], "probe": fitted["probe_test"],
-               "control_truth": labels["control_test"], "control": fitted["control_test"]}  # fmt: skip
+    records = {
+        "truth": labels["test"],
+        "probe": fitted["probe_test"],
+        "control_truth": labels["control_test"],
+        "control": fitted["control_test"],
+    }
     probe = float(score(task, labels["test"], fitted["probe_test"])[0])
     control = float(score(task, labels["control_test"], fitted["control_test"])[0])
     low, high = interval(selectivity_samples(task, records, weights))

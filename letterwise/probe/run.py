@@ -52,8 +52,13 @@ def lens_rows(split: str, n: int, dataset_dir: Path = it.DATASET_JSONL) -> list[
     return [r for task in ("position", "count") for r in [x for x in rows if x["task"] == task][:n]]
 
 
-def prepare_items(settings: ProbeParams, *, seed: int, dataset_dir: Path = it.DATASET_JSONL,
-                  tokens_file: Path = it.TOKENS_FILE) -> dict[str, Any]:  # fmt: skip
+def prepare_items(
+    settings: ProbeParams,
+    *,
+    seed: int,
+    dataset_dir: Path = it.DATASET_JSONL,
+    tokens_file: Path = it.TOKENS_FILE,
+) -> dict[str, Any]:
     """Training strings (seeded, held-out words excluded, checked) and the tested words."""
     heldout = it.heldout_words(dataset_dir)
     train = it.sample_training(
@@ -85,20 +90,27 @@ def probe_states(
     real_train = it.task_labels(train, task, settings.count_letters)
     real_test = it.task_labels(words, task, settings.count_letters)
     control_train, control_test = control_labels(
-        list(types[:n_train]), list(types[n_train:]), real_train.labels, real_test.labels,
+        list(types[:n_train]),
+        list(types[n_train:]),
+        real_train.labels,
+        real_test.labels,
         seed=seed + it.TASKS.index(task),
-    )  # fmt: skip
+    )
     labels = {
-        "fit": real_train.labels[fit], "val": real_train.labels[val], "test": real_test.labels,
-        "control_fit": control_train[fit], "control_val": control_train[val],
+        "fit": real_train.labels[fit],
+        "val": real_train.labels[val],
+        "test": real_test.labels,
+        "control_fit": control_train[fit],
+        "control_val": control_train[val],
         "control_test": control_test,
-    }  # fmt: skip
+    }
     weights = bootstrap_weights(len(words), settings.bootstrap, seed=seed)
     rows, packed = [], {}
     for j, layer in enumerate(layers):
         x = states[j]
-        fitted = fit_layer(task, x[:n_train][fit], x[:n_train][val], x[n_train:], labels,
-                           cs=settings.cs)  # fmt: skip
+        fitted = fit_layer(
+            task, x[:n_train][fit], x[:n_train][val], x[n_train:], labels, cs=settings.cs
+        )
         rows.append(layer_summary(task, layer, fitted, labels, weights))
         packed[str(layer)] = {
             "probe": " ".join(it.encode_predictions(task, fitted["probe_test"])),
@@ -141,8 +153,14 @@ def probe_model(
     types = [row[-1] for row in rows]  # the token type whose state is probed
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     started = time.monotonic()
-    states = last_token_states(model, rows, pad_id, layers=layers, batch_size=settings.batch_size,
-                               description=f"{label}: hidden states")  # fmt: skip
+    states = last_token_states(
+        model,
+        rows,
+        pad_id,
+        layers=layers,
+        batch_size=settings.batch_size,
+        description=f"{label}: hidden states",
+    )
     seconds["extract"] = time.monotonic() - started
 
     started = time.monotonic()
@@ -160,9 +178,14 @@ def probe_model(
         started = time.monotonic()
         for task in ("position", "count"):
             task_rows = [r for r in lens_questions if r["task"] == task]
-            per_question = read_slots(model, tokenizer, task_rows, layers=layers,
-                                      batch_size=settings.batch_size,
-                                      description=f"{label}: logit lens, {task}")  # fmt: skip
+            per_question = read_slots(
+                model,
+                tokenizer,
+                task_rows,
+                layers=layers,
+                batch_size=settings.batch_size,
+                description=f"{label}: logit lens, {task}",
+            )
             lens[task] = summarise(per_question, layers, seed=seed)
         seconds["lens"] = time.monotonic() - started
 
@@ -181,12 +204,15 @@ def probe_model(
         "format": FORMAT,
         "settings": {**settings.model_dump(), "seed": seed, "layers": layers},
         "items": {
-            "train_strings": n_train, "fit": len(prepared["fit"]), "val": len(prepared["val"]),
-            "split": settings.split, "n_words": len(prepared["words"]),
+            "train_strings": n_train,
+            "fit": len(prepared["fit"]),
+            "val": len(prepared["val"]),
+            "split": settings.split,
+            "n_words": len(prepared["words"]),
             "words": " ".join(prepared["words"]),
             "train_one_token_share": one_token,
             "prefix_tokens": prefix,
-        },  # fmt: skip
+        },
         "leakage": {"heldout_words_checked": prepared["heldout_checked"], "in_training": 0},
         "probes": probes,
         "records": records,
@@ -195,7 +221,9 @@ def probe_model(
     }
 
 
-def load_model(model: str, adapter: Path | None = None, *, backend: str = "auto") -> tuple[str, Any, Any]:
+def load_model(
+    model: str, adapter: Path | None = None, *, backend: str = "auto"
+) -> tuple[str, Any, Any]:
     """(model name, model, tokenizer): the base model of a preset, or an adapter on the base it
     names (letterwise.modeling's loaders, as the eval stages load them)."""
     from letterwise.modeling import load_base_model, load_tuned_model, read_provenance
@@ -219,8 +247,9 @@ def decoded_records(result: dict[str, Any], task: str, layer: int) -> dict[str, 
     }
 
 
-def compare(first: dict[str, Any], second: dict[str, Any], *, seed: int = 0,
-            n_resamples: int = 1000) -> dict[str, Any]:  # fmt: skip
+def compare(
+    first: dict[str, Any], second: dict[str, Any], *, seed: int = 0, n_resamples: int = 1000
+) -> dict[str, Any]:
     """Per task and layer both files share: selectivity of `first` minus `second` with a CI,
     paired over the same held-out words (the two files must have probed the same words). A
     probe stage's details file (base and tuned) stands for its tuned model."""
@@ -229,12 +258,22 @@ def compare(first: dict[str, Any], second: dict[str, Any], *, seed: int = 0,
         raise ValueError("the two probe files tested different held-out words; rerun one of them")
     out: dict[str, Any] = {}
     for task in it.TASKS:
-        shared = [int(k) for k in first["records"][task]["layers"]
-                  if k in second["records"][task]["layers"]]  # fmt: skip
+        shared = [
+            int(k)
+            for k in first["records"][task]["layers"]
+            if k in second["records"][task]["layers"]
+        ]
         out[task] = [
-            {"layer": layer, **compare_arms(task, decoded_records(first, task, layer),
-                                            decoded_records(second, task, layer),
-                                            n_resamples=n_resamples, seed=seed)}
+            {
+                "layer": layer,
+                **compare_arms(
+                    task,
+                    decoded_records(first, task, layer),
+                    decoded_records(second, task, layer),
+                    n_resamples=n_resamples,
+                    seed=seed,
+                ),
+            }
             for layer in sorted(shared)
-        ]  # fmt: skip
+        ]
     return out

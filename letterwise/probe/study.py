@@ -31,9 +31,10 @@ class AdapterMissing(FileNotFoundError):
 def run_folders(study_dir: Path) -> list[Path]:
     """Run folders `<arm>-seed<k>` with an EXPERIMENT file, directly under `study_dir`."""
     return sorted(
-        p for p in study_dir.iterdir()
+        p
+        for p in study_dir.iterdir()
         if p.is_dir() and RUN_FOLDER.match(p.name) and (p / "EXPERIMENT").is_file()
-    )  # fmt: skip
+    )
 
 
 def cache_path(cache: Path, md5: str) -> Path:
@@ -44,8 +45,10 @@ def adapter_dir_md5(clone: Path, experiment: str) -> str:
     """models/adapter's `.dir` md5 in the experiment commit's dvc.lock (read by `git show`)."""
     shown = subprocess.run(
         ["git", "-C", str(clone), "show", f"{experiment}:dvc.lock"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if shown.returncode != 0:
         raise AdapterMissing(
             f"commit {experiment} is not in {clone} ({shown.stderr.strip()}); the run must be "
@@ -66,7 +69,9 @@ def materialise_adapter(clone: Path, cache: Path, experiment: str, dest: Path) -
     for entry in json.loads(listing.read_text()):
         source = cache_path(cache, entry["md5"])
         if not source.is_file():
-            raise AdapterMissing(f"{entry['relpath']} of {experiment}'s adapter is not in {cache}; {redo}")
+            raise AdapterMissing(
+                f"{entry['relpath']} of {experiment}'s adapter is not in {cache}; {redo}"
+            )
         target = dest / entry["relpath"]
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
@@ -82,5 +87,7 @@ def pending(study_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
         match = RUN_FOLDER.match(folder.name)
         assert match is not None
         experiment = (folder / "EXPERIMENT").read_text().strip()
-        out.append((folder, {"arm": match["arm"], "seed": int(match["seed"]), "experiment": experiment}))
+        out.append(
+            (folder, {"arm": match["arm"], "seed": int(match["seed"]), "experiment": experiment})
+        )
     return out
