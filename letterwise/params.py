@@ -254,7 +254,7 @@ class ProbeParams(Section):
     words: int = Field(200, ge=10, le=100000, description="held-out words the probes are tested on")
     split: Literal["validation", "test"] = Field("test", description="the held-out words' split")
     layer_step: int = Field(
-        1, ge=1, le=64, description="probe every Nth layer (the embeddings and the last always)"
+        2, ge=1, le=64, description="probe every Nth layer (the embeddings and the last always)"
     )
     count_letters: str = Field(
         "aeinorst", min_length=1, max_length=26, description="letters of the count probe"
@@ -265,7 +265,10 @@ class ProbeParams(Section):
         description="inverse regularisation strengths tried on the validation slice",
     )
     lens_questions: int = Field(
-        100, ge=0, le=100000, description="position and count questions each for the logit lens"
+        50, ge=0, le=100000, description="position and count questions each for the logit lens"
+    )
+    lens_stems: int = Field(
+        1, ge=1, le=3, description="cloze stems per lens question (each one a forward pass)"
     )
     bootstrap: int = Field(1000, ge=100, le=100000, description="resamples of the word bootstrap")
     batch_size: int = Field(32, ge=1, le=4096)

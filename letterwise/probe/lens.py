@@ -11,7 +11,9 @@ exactly the model's own logits there.
 
 Per question and layer: the probability of the right answer token over the whole vocabulary,
 its rank in the vocabulary and its rank among the task's candidates (a-z, 0-9); a question's
-value is the mean over the task's stems. Per layer: the means with a bootstrap CI over
+value is the mean over the first `stems` of the task's cloze stems (probe.lens_stems: one by
+default, since each stem is a forward pass of the whole chat prompt, the lens's main cost on
+CPU; the stems are the instrument's, chosen on validation, so the first is a fair reading). Per layer: the means with a bootstrap CI over
 questions (letterwise.eval.stats.mean_ci), the median vocabulary rank, and top-1 among the
 candidates.
 """
@@ -45,13 +47,13 @@ def lens_logits(model: Any, hidden: Sequence[torch.Tensor], layer: int) -> torch
     return model.get_output_embeddings()(state).float()
 
 
-def slot_rows(tokenizer: Any, rows: Sequence[dict]) -> list[dict[str, Any]]:
-    """Per question and stem: the token ids up to the slot, the right answer's token id and
-    every candidate's id (the cloze instrument's tokenization)."""
+def slot_rows(tokenizer: Any, rows: Sequence[dict], stems: int = 3) -> list[dict[str, Any]]:
+    """Per question and stem (the first `stems` of the task's cloze stems): the token ids up to
+    the slot, the right answer's token id and every candidate's id (the cloze tokenization)."""
     items = []
     for row in rows:
         keys = slot_keys(row["task"])
-        templates = STEMS[row["task"]]
+        templates = STEMS[row["task"]][:stems]
         (question,) = encode_slots(
             tokenizer,
             [render(tokenizer, turns_for("cloze", row))],
@@ -78,12 +80,13 @@ def read_slots(
     rows: Sequence[dict],
     *,
     layers: Sequence[int],
+    stems: int = 3,
     batch_size: int = 16,
     description: str = "logit lens",
 ) -> dict[str, np.ndarray]:
     """Per question (rows' order) and layer: p (vocabulary), vocabulary rank and candidate rank
     of the right answer, averaged over the question's stems (ranks: 1 = top)."""
-    items = slot_rows(tokenizer, rows)
+    items = slot_rows(tokenizer, rows, stems)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     shape = (len(items), len(layers))
     p, vocab_rank, cand_rank = np.zeros(shape), np.zeros(shape), np.zeros(shape)

@@ -183,6 +183,7 @@ def probe_model(
                 tokenizer,
                 task_rows,
                 layers=layers,
+                stems=settings.lens_stems,
                 batch_size=settings.batch_size,
                 description=f"{label}: logit lens, {task}",
             )
