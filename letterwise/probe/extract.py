@@ -89,6 +89,7 @@ def run_batches(
                     position_ids=positions.to(device),
                     output_hidden_states=True,
                     use_cache=False,
+                    logits_to_keep=1,  # states are read, logits not: skip the head elsewhere
                 )
                 yield members, output
                 bar.advance(task, len(members))

@@ -212,6 +212,10 @@ def probe_model(
             "n_words": len(prepared["words"]),
             "words": " ".join(prepared["words"]),
             "train_one_token_share": one_token,
+            # held-out words whose probed (last) token is also a training string's last token:
+            # where a control task can score by memorising token identity
+            "test_types_seen_share": sum(t in set(types[:n_train]) for t in types[n_train:])
+            / max(len(types) - n_train, 1),
             "prefix_tokens": prefix,
         },
         "leakage": {"heldout_words_checked": prepared["heldout_checked"], "in_training": 0},
