@@ -14,9 +14,8 @@ its rank in the vocabulary and its rank among the task's candidates (a-z, 0-9); 
 value is the mean over the first `stems` of the task's cloze stems (probe.lens_stems: one by
 default, since each stem is a forward pass of the whole chat prompt, the lens's main cost on
 CPU; the stems are the instrument's, chosen on validation, so the first is a fair reading).
-Per layer: the means with a bootstrap CI over
-questions (letterwise.eval.stats.mean_ci), the median vocabulary rank, and top-1 among the
-candidates.
+Per layer: the means with a bootstrap CI over questions (letterwise.eval.stats.mean_ci), the
+median vocabulary rank, and top-1 among the candidates.
 """
 
 from __future__ import annotations
