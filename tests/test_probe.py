@@ -522,3 +522,25 @@ def test_probe_stage_on_qwen3_tiny(tmp_path: Path, monkeypatch) -> None:
     # the embeddings are untouched by a LoRA on q/v: tuned and base agree exactly at layer 0
     layer0 = details["tuned_minus_base"]["letter_in_token"][0]
     assert layer0["difference"] == 0
+
+
+def test_lens_at_the_last_layer_is_the_models_own_logits() -> None:
+    """transformers' convention the lens relies on: the last hidden state is already normed, so
+    unembedding it as is gives the model's logits (and a middle layer needs the norm)."""
+    import torch
+
+    from letterwise.modeling import load_base_model
+    from letterwise.presets import resolve_preset
+    from letterwise.probe.lens import final_norm, lens_logits
+
+    model, tokenizer = load_base_model(resolve_preset("qwen3-tiny"), backend="transformers")
+    ids = torch.tensor([tokenizer("The last letter is")["input_ids"]])
+    with torch.inference_mode():
+        output = model(input_ids=ids, output_hidden_states=True)
+        hidden = [h[:, -1, :] for h in output.hidden_states]
+        last = len(hidden) - 1
+        assert torch.allclose(
+            lens_logits(model, hidden, last), output.logits[:, -1].float(), atol=1e-5
+        )
+        middle = model.get_output_embeddings()(final_norm(model)(hidden[1]))
+        assert torch.allclose(lens_logits(model, hidden, 1), middle.float())
