@@ -32,19 +32,22 @@ INPUTS = {
 
 
 def headline(details: dict[str, Any]) -> dict[str, Any]:
-    """Per task and model: the best layer and its selectivity (what `dvc exp show` lists)."""
+    """Per task: the best layer's selectivity for base and tuned, and the tuned model's best
+    layer (what `dvc exp show` lists). Nine columns, not twelve: the other stages' headlines use
+    50 of the 60-column budget (tests/test_compare.py); the base model's best layer, the same
+    in every experiment on one model, is in metrics/details/probe.json (`base.probes.<task>.
+    best`) with everything else."""
     from letterwise.probe.items import TASKS
 
-    return {
-        task: {
-            model: {
-                "layer": details[model]["probes"][task]["best"]["layer"],
-                "selectivity": details[model]["probes"][task]["best"]["selectivity"],
-            }
-            for model in ("base", "tuned")
+    out = {}
+    for task in TASKS:
+        base, tuned = (details[m]["probes"][task]["best"] for m in ("base", "tuned"))
+        out[task] = {
+            "base": base["selectivity"],
+            "tuned": tuned["selectivity"],
+            "tuned_layer": tuned["layer"],
         }
-        for task in TASKS
-    }
+    return out
 
 
 def write_plots(details: dict[str, Any]) -> None:

@@ -378,6 +378,8 @@ def test_cli_on_qwen3_tiny_writes_the_schema(tmp_path: Path, monkeypatch) -> Non
                 "20",
                 "--lens-questions",
                 "4",
+                "--layer-step",
+                "1",
                 "--out",
                 str(out),
                 "--timing",
@@ -500,7 +502,13 @@ def test_probe_stage_on_qwen3_tiny(tmp_path: Path, monkeypatch) -> None:
     random_adapter(tmp_path, seed=0)
     params = {
         "model": "qwen3-tiny",
-        "probe": {"train_strings": 50, "words": 15, "lens_questions": 3, "bootstrap": 100},
+        "probe": {
+            "train_strings": 50,
+            "words": 15,
+            "lens_questions": 3,
+            "layer_step": 1,
+            "bootstrap": 100,
+        },
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
@@ -510,12 +518,12 @@ def test_probe_stage_on_qwen3_tiny(tmp_path: Path, monkeypatch) -> None:
     headline = json.loads((tmp_path / "metrics/probe.json").read_text())
     details = json.loads((tmp_path / "metrics/details/probe.json").read_text())
     for task in it.TASKS:
-        for model in ("base", "tuned"):
-            best = details[model]["probes"][task]["best"]
-            assert headline[task][model] == {
-                "layer": best["layer"],
-                "selectivity": best["selectivity"],
-            }
+        base, tuned = (details[m]["probes"][task]["best"] for m in ("base", "tuned"))
+        assert headline[task] == {
+            "base": base["selectivity"],
+            "tuned": tuned["selectivity"],
+            "tuned_layer": tuned["layer"],
+        }
         assert [r["layer"] for r in details["tuned_minus_base"][task]] == [0, 1, 2]
         plot = tmp_path / f"dvclive/probe/plots/custom/selectivity_{task}.json"
         assert [point["layer"] for point in json.loads(plot.read_text())] == [0, 1, 2]
