@@ -43,6 +43,14 @@ def cache_path(cache: Path, md5: str) -> Path:
 
 def adapter_dir_md5(clone: Path, experiment: str) -> str:
     """models/adapter's `.dir` md5 in the experiment commit's dvc.lock (read by `git show`)."""
+    redo = "the run must be redone on this machine (python -m letterwise.study run)"
+    known = subprocess.run(
+        ["git", "-C", str(clone), "cat-file", "-e", f"{experiment}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    if known.returncode != 0:
+        raise AdapterMissing(f"experiment commit {experiment} is not in {clone}; {redo}")
     shown = subprocess.run(
         ["git", "-C", str(clone), "show", f"{experiment}:dvc.lock"],
         capture_output=True,
@@ -50,10 +58,7 @@ def adapter_dir_md5(clone: Path, experiment: str) -> str:
         check=False,
     )
     if shown.returncode != 0:
-        raise AdapterMissing(
-            f"commit {experiment} is not in {clone} ({shown.stderr.strip()}); the run must be "
-            "redone on this machine (python -m letterwise.study run)"
-        )
+        raise AdapterMissing(f"{experiment} has no dvc.lock ({shown.stderr.strip()}); {redo}")
     outs = yaml.safe_load(shown.stdout)["stages"]["train"]["outs"]
     return next(o["md5"] for o in outs if o["path"] == ADAPTER_OUT)
 
