@@ -122,6 +122,7 @@ def test_full_pipeline_on_qwen3_tiny_then_noop(tmp_path):
         "train",
         "eval_spelling",
         "eval_position",
+        "probe",
         "publish",
     ):
         assert f"Running stage '{stage}'" in first.stdout
