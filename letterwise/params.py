@@ -254,7 +254,7 @@ class ProbeParams(Section):
     words: int = Field(200, ge=10, le=100000, description="held-out words the probes are tested on")
     split: Literal["validation", "test"] = Field("test", description="the held-out words' split")
     layer_step: int = Field(
-        2, ge=1, le=64, description="probe every Nth layer (the embeddings and the last always)"
+        4, ge=1, le=64, description="probe every Nth layer (the embeddings and the last always)"
     )
     count_letters: str = Field(
         "aeinorst", min_length=1, max_length=26, description="letters of the count probe"
@@ -265,7 +265,7 @@ class ProbeParams(Section):
         description="inverse regularisation strengths tried on the validation slice",
     )
     lens_questions: int = Field(
-        50, ge=0, le=100000, description="position and count questions each for the logit lens"
+        25, ge=0, le=100000, description="position and count questions each for the logit lens"
     )
     lens_stems: int = Field(
         1, ge=1, le=3, description="cloze stems per lens question (each one a forward pass)"
