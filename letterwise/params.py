@@ -241,6 +241,48 @@ class VerdictParams(Section):
     power: float = Field(0.8, ge=0.5, lt=1.0, description="for the minimum detectable effect")
 
 
+class ProbeParams(Section):
+    """The `probe` stage (letterwise.probe): linear probes and a logit lens per layer; the
+    defaults keep it to a few minutes per model on a 2-core CPU for smollm2-135m."""
+
+    train_strings: int = Field(
+        400, ge=20, le=100000, description="training-vocabulary strings the probes are fitted on"
+    )
+    val_share: float = Field(
+        0.2, gt=0.0, lt=0.9, description="share of the training strings that choose C"
+    )
+    words: int = Field(200, ge=10, le=100000, description="held-out words the probes are tested on")
+    split: Literal["validation", "test"] = Field("test", description="the held-out words' split")
+    layer_step: int = Field(
+        4, ge=1, le=64, description="probe every Nth layer (the embeddings and the last always)"
+    )
+    count_letters: str = Field(
+        "aeinorst", min_length=1, max_length=26, description="letters of the count probe"
+    )
+    cs: list[Annotated[float, Field(gt=0.0)]] = Field(
+        default_factory=lambda: [0.01, 0.1, 1.0],
+        min_length=1,
+        description="inverse regularisation strengths tried on the validation slice",
+    )
+    lens_questions: int = Field(
+        25, ge=0, le=100000, description="position and count questions each for the logit lens"
+    )
+    lens_stems: int = Field(
+        1, ge=1, le=3, description="cloze stems per lens question (each one a forward pass)"
+    )
+    bootstrap: int = Field(1000, ge=100, le=100000, description="resamples of the word bootstrap")
+    batch_size: int = Field(32, ge=1, le=4096)
+
+    @field_validator("count_letters")
+    @classmethod
+    def _letters(cls, value: str) -> str:
+        if not (value.isascii() and value.isalpha() and value.islower()):
+            raise ValueError(f"count_letters must be lower-case letters a-z, got {value!r}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"each count letter appears once (got {value!r})")
+        return value
+
+
 class Params(Section):
     model: str = Field("smollm2-135m", description="a preset name, a Hub id or a local directory")
     seed: int = Field(42, ge=0)
@@ -250,6 +292,7 @@ class Params(Section):
     eval: EvalParams = EvalParams()
     publish: PublishParams = PublishParams()
     verdict: VerdictParams = VerdictParams()
+    probe: ProbeParams = ProbeParams()
 
     @property
     def training_seed(self) -> int:

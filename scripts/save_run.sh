@@ -2,10 +2,11 @@
 # Save a finished DVC experiment's results into the repo, so reports and the verdict can be
 # rendered again without the experiment refs:
 #   scripts/save_run.sh EXPERIMENT DEST "COMMAND THAT MADE IT"
-# DEST gets the run's metrics/details/*.json, params.yaml, its training loss curve (loss.tsv),
-# COMMIT (the code it ran: the experiment's baseline), EXPERIMENT (its ref) and command.txt,
-# and the per-question prediction records of both eval stages (every candidate's score per
-# instrument and stem, gzipped) when the local DVC cache holds them, so anyone can re-analyse.
+# DEST gets the run's metrics/details/*.json (probe.json too when the run has the probe stage),
+# params.yaml, its training loss curve (loss.tsv), COMMIT (the code it ran: the experiment's
+# baseline), EXPERIMENT (its ref) and command.txt, and the per-question prediction records of
+# both eval stages (every candidate's score per instrument and stem, gzipped) when the local DVC
+# cache holds them, so anyone can re-analyse.
 set -euo pipefail
 name=$1; dest=$2; command=${3:-}
 # An experiment's ref is refs/exps/<baseline[:2]>/<baseline[2:]>/<name>: the same name run on
@@ -22,7 +23,7 @@ if [ -z "$rev" ]; then
 fi
 if [ -z "$rev" ]; then echo "no experiment named $name (dvc exp list)" >&2; exit 1; fi
 tmp=$(mktemp -d "$(dirname "$dest")/.save.XXXXXX")
-for stage in filter_tokens build_dataset train eval_spelling eval_position publish; do
+for stage in filter_tokens build_dataset train eval_spelling eval_position probe publish; do
   git show "$rev:metrics/details/$stage.json" > "$tmp/$stage.json" 2>/dev/null || rm -f "$tmp/$stage.json"
 done
 git show "$rev:params.yaml" > "$tmp/params.yaml"

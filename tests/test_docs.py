@@ -50,6 +50,7 @@ ALL_STAGES = (
     "train",
     "eval_spelling",
     "eval_position",
+    "probe",
     "publish",
 )
 DATA = ("filter_tokens", "build_dataset")

@@ -16,7 +16,9 @@ import yaml
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline import dvc, git
 
-STAGES = ("filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "publish")
+STAGES = (
+    "filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "probe", "publish",
+)  # fmt: skip
 CODE_ROOTS = ("letterwise", "stages")
 
 
@@ -132,15 +134,17 @@ TOUCHED_MODULE_RERUNS = {
     "letterwise/data/tokens.py": {"filter_tokens"},
     "letterwise/cards/dataset_card.py": {"build_dataset"},
     "letterwise/tasks/position.py": {
-        "build_dataset", "train", "eval_spelling", "eval_position", "publish",
+        "build_dataset", "train", "eval_spelling", "eval_position", "probe", "publish",
     },  # fmt: skip
     # replay questions are built by build_dataset and answered by the base model in train
     "letterwise/tasks/replay.py": {"build_dataset", "train"},
     "letterwise/tasks/spell_first.py": {"eval_spelling", "eval_position", "publish"},
-    "letterwise/eval/choice.py": {"eval_spelling", "eval_position", "publish"},
+    # the probe's logit lens tokenizes the slot with the cloze scorer, which imports choice
+    "letterwise/eval/choice.py": {"eval_spelling", "eval_position", "probe", "publish"},
     "letterwise/training/checkpoints.py": {"train"},
-    "letterwise/chat.py": {"train", "eval_spelling", "eval_position", "publish"},
-    "letterwise/eval/stats.py": {"eval_spelling", "eval_position", "publish"},
+    "letterwise/chat.py": {"train", "eval_spelling", "eval_position", "probe", "publish"},
+    "letterwise/eval/stats.py": {"eval_spelling", "eval_position", "probe", "publish"},
+    "letterwise/probe/probes.py": {"probe"},
     "letterwise/cards/model_card.py": {"publish"},
     "letterwise/publishing/hub.py": {"publish"},
     "letterwise/params.py": set(STAGES),

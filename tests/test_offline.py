@@ -59,7 +59,7 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFL
 
 
 @pytest.mark.parametrize(
-    "stage", ["filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position"]
+    "stage", ["filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "probe"]
 )
 @pytest.mark.slow
 def test_every_stage_runs_with_the_hub_offline(stage, tmp_path):

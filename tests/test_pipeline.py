@@ -133,6 +133,7 @@ def test_full_pipeline_on_qwen3_tiny_then_noop(tiny_repro, tmp_path):
         "train",
         "eval_spelling",
         "eval_position",
+        "probe",
         "publish",
     ):
         assert f"Running stage '{stage}'" in first_stdout

@@ -20,7 +20,9 @@ import yaml
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline import dvc, fresh_clone
 
-STAGES = ("filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "publish")
+STAGES = (
+    "filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "probe", "publish",
+)  # fmt: skip
 
 
 def md5(path: Path) -> str:

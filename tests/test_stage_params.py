@@ -16,7 +16,9 @@ import yaml
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline import dvc, fresh_clone, set_params
 
-ORDER = ("filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "publish")
+ORDER = (
+    "filter_tokens", "build_dataset", "train", "eval_spelling", "eval_position", "probe", "publish",
+)  # fmt: skip
 EVALS = ("eval_spelling", "eval_position", "publish")
 # One valid new value per params section, and the stages that must rerun: worked out from what
 # each stage's code reads and the pipeline's order, not from dvc.yaml.
@@ -28,6 +30,7 @@ CHANGES = {
     "train": ({"train": {"max_steps": 40}}, ORDER[2:]),
     "eval": ({"eval": {"max_questions": 100}}, EVALS),
     "publish": ({"publish": {"load_back_questions": 4}}, ("publish",)),
+    "probe": ({"probe": {"words": 100}}, ("probe",)),
 }
 # The docs table's row for each section ("`train.*`" -> "train, eval_spelling, ...").
 DOC_ROWS = {
@@ -38,6 +41,7 @@ DOC_ROWS = {
     "train": "`train.*`",
     "eval": "`eval.*`",
     "publish": "`publish.*`",
+    "probe": "`probe.*`",
 }
 
 
