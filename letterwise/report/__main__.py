@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
+        "--probe", type=Path, default=Path("metrics/details/probe.json"),
+        help="the probe stage's details: per-layer selectivity and logit lens, base and tuned "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", type=Path, default=Path("docs/report.md"), help="default: %(default)s"
     )
     parser.add_argument(
@@ -235,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         axes=args.axes,
         dose=args.dose,
         study=args.study,
+        probe=args.probe,
     )
     figures_dir = args.out.parent / f"{args.out.stem}_figures"
     text = render(runs, figures_dir, inputs)

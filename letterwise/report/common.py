@@ -15,7 +15,7 @@ ALPHA = 0.05
 FIGURE_ORDER = (
     "study_equivalence.png", "verdict.png", "instruments.png", "training_loss.png",
     "by_word_length.png", "by_index_and_count.png", "choices.png", "deltas.png", "temperature.png",
-    "recipe_tradeoff.png", "dose_response.png",
+    "probe_selectivity.png", "probe_lens.png", "recipe_tradeoff.png", "dose_response.png",
 )  # fmt: skip
 
 

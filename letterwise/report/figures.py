@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from letterwise.report import axes
+from letterwise.report import axes, probe
 from letterwise.report.loading import (
     FORMAT_NEUTRAL,
     TASKS,
@@ -523,6 +523,12 @@ def figure_plan(runs: list[Run], reference: Run, inputs: Any) -> dict[str, dict[
         plan["instruments.png"] = instruments_chart(reference)
     if len(runs) > 1:
         plan["deltas.png"] = deltas_chart(runs)
+    if getattr(inputs, "probe", None):
+        selectivity = probe.selectivity_rows(inputs.probe)
+        plan["probe_selectivity.png"] = probe.selectivity_chart(selectivity)
+        lens = probe.lens_rows(inputs.probe)
+        if lens:
+            plan["probe_lens.png"] = probe.lens_chart(lens)
     rows = temperature_rows(runs, reference)
     if len({r["decoding"] for r in rows}) > 1:
         plan["temperature.png"] = temperature_chart(rows)

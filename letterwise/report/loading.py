@@ -15,6 +15,7 @@ import yaml
 
 from letterwise.io import details_path, write_text
 from letterwise.numbers import MISSING
+from letterwise.report.probe import check_probe
 
 TASKS = ("spelling", "position", "count")
 # Every instrument the evaluation may report, in reading order; any other key of a task that
@@ -206,6 +207,9 @@ class Inputs:
     # the powered study's verdicts (test split), by model: <study>/<model>/verdict.json
     study: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
     study_path: Path = Path("docs/results/study")
+    # the probe stage's details (letterwise.probe): base vs tuned, per layer
+    probe: dict[str, Any] | None = None
+    probe_path: Path = Path("metrics/details/probe.json")
 
 
 def loss_points(loss_tsv: Path) -> list[dict[str, float]]:
@@ -356,6 +360,7 @@ def load_inputs(
     axes: Path | None = None,
     dose: Path | None = None,
     study: Path | None = None,
+    probe: Path | None = None,
 ) -> Inputs:
     """Read every side input. A loss curve or predictions file that is named and missing is a
     clear error; the other inputs may be absent, and the report then says so."""
@@ -384,6 +389,13 @@ def load_inputs(
                 inputs.dose_verdicts[int(steps[1])] = (path, check_verdict(read_json(path), path))
     if study is not None:
         inputs.study_path, inputs.study = study, load_study(study)
+    if probe is not None:
+        inputs.probe_path = probe
+        if probe.is_file():
+            try:
+                inputs.probe = check_probe(read_json(probe), probe)
+            except ValueError as error:
+                raise SystemExit(str(error)) from None
     if qwen3_data.is_dir():
         inputs.qwen3_data = {p.stem: read_json(p) for p in sorted(qwen3_data.glob("*.json"))}
     if timing is not None and timing.is_file():

@@ -14,6 +14,7 @@ from letterwise.report.loading import (
     Run,
     instrument_label,
 )
+from letterwise.report.probe import probe_lines
 
 # --------------------------------------------------------------------------- 4. results
 
@@ -79,6 +80,7 @@ def results_section(reference: Run, runs: list[Run], inputs: Inputs, figures: Fi
         "",
         *tables.coupling_table(reference),
         "",
+        *probe_lines(inputs.probe, inputs.probe_path, figures),
         "### Experiments",
         "",
         "Table 6. Every evaluated run: what it changed against the reference, the deltas and "

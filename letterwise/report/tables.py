@@ -243,8 +243,8 @@ def yes_no(value: Any) -> str:
 def verdict_table(verdict: dict[str, Any]) -> list[str]:
     lines = [
         "| task | instrument | treatment Δ [95% CI] | negative control Δ "
-        "| positive control Δ (habit-free) | treatment − negative [95% CI], p | sees positive control "
-        "| explained by | margin | MDE | outcome |",
+        "| positive control Δ (habit-free) | treatment − negative [95% CI], p "
+        "| sees positive control | explained by | margin | MDE | outcome |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cell, yes = delta_cell, yes_no
