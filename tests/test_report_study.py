@@ -10,8 +10,15 @@ import pytest
 
 from letterwise.report.common import Figures
 from letterwise.report.figures import equivalence_chart, png_size, save_png
-from letterwise.report.loading import load_study
-from letterwise.report.study import equivalence_rows, outcome_table, study_lines
+from letterwise.report.loading import load_study, load_study_extras
+from letterwise.report.study import (
+    breakdown_lines,
+    equivalence_rows,
+    habit_table,
+    outcome_table,
+    seeds_line,
+    study_lines,
+)
 
 
 def interval(delta: float, low: float, high: float) -> dict:
@@ -34,10 +41,22 @@ VERDICT = {
     "sentence": "position: equivalent; count: inconclusive",
     "plan": {"primary_outcome": {"position": "probability", "count": "accuracy"}},
     "outcomes": {
-        "position": outcome("position", "equivalent", interval(0.004, -0.012, 0.020),
-                            interval(0.004, -0.009, 0.017), 0.03, 0.022),
-        "count": outcome("count", "inconclusive", interval(0.01, -0.03, 0.05),
-                         interval(0.01, -0.024, 0.044), 0.03, 0.056),
+        "position": outcome(
+            "position",
+            "equivalent",
+            interval(0.004, -0.012, 0.020),
+            interval(0.004, -0.009, 0.017),
+            0.03,
+            0.022,
+        ),
+        "count": outcome(
+            "count",
+            "inconclusive",
+            interval(0.01, -0.03, 0.05),
+            interval(0.01, -0.024, 0.044),
+            0.03,
+            0.056,
+        ),
     },  # fmt: skip
     "rows": [],
     "arms": {},
@@ -96,6 +115,65 @@ def test_without_results_the_section_says_how_to_run_the_study(tmp_path):
     assert "No test-split result of the study is committed yet" in lines
     assert "python -m letterwise.study run --phase test" in lines
     assert "No transfer" not in lines
+
+
+def test_a_study_short_of_its_planned_seeds_is_called_interim():
+    partial = {"arms": {"spelling": [1, 2], "negative_control": [1], "positive_control": [1]}}
+    line = seeds_line("smollm2-135m", partial, [1, 2, 3])
+    assert "interim" in line
+    assert "spelling 1, 2; negative control 1; positive control 1, of 1, 2, 3" in line
+    whole = {"arms": {arm: [1, 2, 3] for arm in ("spelling", "negative_control",
+                                                 "positive_control")}}  # fmt: skip
+    assert "interim" not in seeds_line("smollm2-135m", whole, [3, 2, 1])
+    assert "every planned seed" in seeds_line("smollm2-135m", whole, [1, 2, 3])
+
+
+def test_the_habit_table_shows_the_effect_where_each_detector_is_wrong(study_dir):
+    verdict = json.loads(json.dumps(VERDICT))
+    verdict["rows"] = [
+        {"task": "position", "instrument": "cloze", "primary": False,
+         "treatment": interval(0.07, 0.05, 0.09),
+         "treatment_minus_negative": interval(0.07, 0.04, 0.1),
+         "strategies": {"first_letter": interval(0.5, 0.4, 0.6)}},
+        {"task": "position", "instrument": "cloze_calibrated", "primary": True,
+         "treatment": interval(0.067, 0.052, 0.083),
+         "treatment_minus_negative": interval(0.04, 0.027, 0.054),
+         "strategies": {"first_letter": {**interval(-0.033, -0.039, -0.026), "n_questions": 838}},
+         "positive_control_strategies": {"first_letter": interval(0.071, 0.063, 0.079)}},
+    ]  # fmt: skip
+    (study_dir / "smollm2-135m" / "verdict.json").write_text(json.dumps(verdict))
+    table = habit_table(load_study(study_dir))
+    assert len(table) == 3  # header, rule, the primary row only
+    assert "| position | first_letter | 838 | −0.033 [−0.039, −0.026] |" in table[2]
+    assert table[2].endswith("+0.071 [+0.063, +0.079] |")
+
+
+def test_breakdown_rows_and_the_plan_seeds_are_read_beside_the_verdicts(study_dir):
+    breakdown = {
+        "primary_instrument": "cloze_calibrated",
+        "tasks": {"count": {"count >= 2": {"n_questions": 401, "cloze_calibrated": {
+            "base": interval(0.067, 0.044, 0.094),
+            "spelling": interval(0.047, 0.029, 0.069),
+            "negative_control": interval(0.099, 0.067, 0.135),
+            "spelling_minus_negative": interval(-0.051, -0.085, -0.019),
+        }}}},
+    }  # fmt: skip
+    (study_dir / "smollm2-135m" / "breakdown.json").write_text(json.dumps(breakdown))
+    (study_dir / "plan.yaml").write_text(
+        "seeds:\n  smollm2-135m: [1, 2, 3]\n  gemma3-270m: [1, 2]\n"
+    )
+    seeds, breakdowns = load_study_extras(study_dir)
+    assert seeds == {"smollm2-135m": [1, 2, 3], "gemma3-270m": [1, 2]}
+    path, loaded = breakdowns["smollm2-135m"]
+    row = breakdown_lines("smollm2-135m", loaded, path)[4]
+    assert row == (
+        "| count | count >= 2 | 401 | 0.067 [0.044, 0.094] | 0.047 [0.029, 0.069] | "
+        "0.099 [0.067, 0.135] | – | −0.051 [−0.085, −0.019] |"
+    )
+    lines = "\n".join(study_lines(load_study(study_dir), Figures("figs", {}), study_dir,
+                                  seeds, breakdowns))  # fmt: skip
+    assert "Table 1c (smollm2-135m)" in lines
+    assert "an interim reading" in lines  # VERDICT pools no seed of the 3 planned
 
 
 @pytest.mark.slow

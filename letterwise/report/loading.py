@@ -207,6 +207,9 @@ class Inputs:
     # the powered study's verdicts (test split), by model: <study>/<model>/verdict.json
     study: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
     study_path: Path = Path("docs/results/study")
+    # the plan's seeds per model, and each model's per-bin accuracies (<model>/breakdown.json)
+    study_seeds: dict[str, list[int]] = field(default_factory=dict)
+    study_breakdowns: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
     # the probe stage's details (letterwise.probe): base vs tuned, per layer
     probe: dict[str, Any] | None = None
     probe_path: Path = Path("metrics/details/probe.json")
@@ -348,6 +351,22 @@ def load_study(
     return found
 
 
+def load_study_extras(
+    study_dir: Path = Path("docs/results/study"),
+) -> tuple[dict[str, list[int]], dict[str, tuple[Path, dict[str, Any]]]]:
+    """The plan's seeds per model (plan.yaml) and every <model>/breakdown.json."""
+    seeds: dict[str, list[int]] = {}
+    plan = study_dir / "plan.yaml"
+    if plan.is_file():
+        planned = (yaml.safe_load(plan.read_text()) or {}).get("seeds") or {}
+        seeds = {model: [int(s) for s in values] for model, values in planned.items()}
+    breakdowns = {
+        path.parent.name: (path, read_json(path))
+        for path in sorted(study_dir.glob("*/breakdown.json"))
+    }
+    return seeds, breakdowns
+
+
 def load_inputs(
     *,
     loss: list[str],
@@ -389,6 +408,7 @@ def load_inputs(
                 inputs.dose_verdicts[int(steps[1])] = (path, check_verdict(read_json(path), path))
     if study is not None:
         inputs.study_path, inputs.study = study, load_study(study)
+        inputs.study_seeds, inputs.study_breakdowns = load_study_extras(study)
     if probe is not None:
         inputs.probe_path = probe
         if probe.is_file():

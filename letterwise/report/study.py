@@ -12,6 +12,11 @@ from letterwise.report.loading import TASKS
 
 STUDY_COMMAND = "python -m letterwise.eval.verdict docs/results/study/<model>"
 RUN_COMMAND = "python -m letterwise.study run --phase test"
+BREAKDOWN_COMMAND = "python -m letterwise.eval.arm_breakdown docs/results/study/<model>"
+ARM_LABELS = {
+    "spelling": "spelling", "negative_control": "negative control",
+    "positive_control": "positive control",
+}  # fmt: skip
 
 
 def _interval(block: dict[str, Any] | None) -> tuple[float, float, float] | None:
@@ -80,10 +85,85 @@ def outcome_table(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def seeds_line(model: str, verdict: dict[str, Any], planned: list[int] | None) -> str:
+    """Which seeds of each arm the verdict pools, and whether that is the whole plan."""
+    arms = verdict.get("arms") or {}
+    have = "; ".join(
+        f"{ARM_LABELS.get(arm, arm)} {', '.join(str(s) for s in seeds) or 'none'}"
+        for arm, seeds in arms.items()
+    )
+    if not planned:
+        return f"{model}: seeds pooled: {have}."
+    complete = all(sorted(arms.get(arm) or []) == sorted(planned) for arm in ARM_LABELS)
+    plan = ", ".join(str(s) for s in planned)
+    if complete:
+        return f"{model}: every planned seed ({plan}) of every arm is pooled."
+    return (
+        f"{model}: **an interim reading**: the seeds pooled so far are {have}, of {plan} "
+        "planned per arm. The rule is applied as it will be to the whole study; the outcome "
+        "may change as the remaining runs land."
+    )
+
+
+def habit_table(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
+    """Spelling − negative control on the questions each detector gets wrong (the primary
+    instrument): where a habit explains the effect, this is the part it cannot reach."""
+    lines = [
+        "| family | task | detector | questions it gets wrong | spelling − negative there | "
+        "positive control there |",
+        "|---|---|---|---|---|---|",
+    ]
+    found = False
+    for model, (_, verdict) in study.items():
+        for row in verdict.get("rows") or []:
+            if not row.get("primary"):
+                continue
+            control = row.get("positive_control_strategies") or {}
+            for name, block in (row.get("strategies") or {}).items():
+                found = True
+                lines.append(
+                    f"| {model} | {row['task']} | {name} | {block.get('n_questions', '–')} | "
+                    f"{_with_ci(_interval(block))} | {_with_ci(_interval(control.get(name)))} |"
+                )
+    return lines if found else []
+
+
+def breakdown_lines(model: str, breakdown: dict[str, Any], path: Path) -> list[str]:
+    """Accuracy per arm by true count and token boundary (letterwise.eval.arm_breakdown)."""
+    instrument = breakdown.get("primary_instrument", "cloze_calibrated")
+    lines = [
+        f"Table 1c ({model}). Accuracy by true count and by where the asked letter sits among "
+        f"the word's tokens, {instrument} (0/1), seeds pooled, 95% CI (`{path}`, "
+        f"`{BREAKDOWN_COMMAND}`).",
+        "",
+        "| task | questions | n | base | spelling | negative control | positive control | "
+        "spelling − negative |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def plain(block: dict[str, Any] | None) -> str:
+        if not block:
+            return "–"
+        return f"{block['delta']:.3f} [{block['ci_low']:.3f}, {block['ci_high']:.3f}]"
+
+    for task, bins in (breakdown.get("tasks") or {}).items():
+        for name, entry in bins.items():
+            cell = entry.get(instrument) or {}
+            lines.append(
+                f"| {task} | {name.replace('_', ' ')} | {entry['n_questions']} | "
+                f"{plain(cell.get('base'))} | {plain(cell.get('spelling'))} | "
+                f"{plain(cell.get('negative_control'))} | {plain(cell.get('positive_control'))} | "
+                f"{_with_ci(_interval(cell.get('spelling_minus_negative')))} |"
+            )
+    return lines + [""]
+
+
 def study_lines(
     study: dict[str, tuple[Path, dict[str, Any]]],
     figures: Any,
     study_dir: Path = Path("docs/results/study"),
+    planned_seeds: dict[str, list[int]] | None = None,
+    breakdowns: dict[str, tuple[Path, dict[str, Any]]] | None = None,
 ) -> list[str]:
     """The report's study subsection: the outcomes, the figure, or what is still to run."""
     out = ["### 1a. The powered study", ""]
@@ -107,9 +187,22 @@ def study_lines(
         *outcome_table(study),
         "",
     ]
-    for _, (_, verdict) in study.items():
+    for model, (_, verdict) in study.items():
+        out += [f"- {seeds_line(model, verdict, (planned_seeds or {}).get(model))}"]
         out += [f"- {verdict['sentence'].strip()}"]
     out += [""]
+    habits = habit_table(study)
+    if habits:
+        out += [
+            "Table 1b. The primary instrument on the questions each strategy detector gets "
+            "wrong: an effect that vanishes (or turns negative) there is the habit's, not "
+            "transfer.",
+            "",
+            *habits,
+            "",
+        ]
+    for model, (path, breakdown) in (breakdowns or {}).items():
+        out += breakdown_lines(model, breakdown, path)
     if "study_equivalence.png" in figures:
         out += figures.show(
             "study_equivalence.png",

@@ -53,7 +53,13 @@ def corrected_estimates(verdict: dict[str, Any]) -> list[str]:
 
 def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
     verdict = inputs.verdict
-    out = ["## 1. Verdict", "", *study_lines(inputs.study, figures, inputs.study_path)]
+    out = [
+        "## 1. Verdict",
+        "",
+        *study_lines(
+            inputs.study, figures, inputs.study_path, inputs.study_seeds, inputs.study_breakdowns
+        ),
+    ]
     out += [
         "### 1b. The pilot (n = 200 per task, 3 seeds; never pooled with the study)",
         "",
