@@ -114,7 +114,7 @@ def no_side_files(tmp_path: Path) -> list[str]:
         "--verdict", str(missing / "verdict.json"), "--qwen3-data", str(missing),
         "--replay", str(missing), "--timing", str(missing / "timing.json"),
         "--breakdowns", str(missing / "breakdowns.json"), "--axes", str(missing),
-        "--dose", str(missing), "--probe", str(missing / "probe.json"),
+        "--dose", str(missing), "--probe", str(missing / "probe.json"), "--study", str(missing),
     ]  # fmt: skip
 
 
