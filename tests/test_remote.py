@@ -573,10 +573,13 @@ def test_setup_studio_refuses_a_machine_without_gpu(tmp_path):
     """No nvidia-smi on PATH: a clear message, a non-zero exit, and nothing installed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "python3", "dirname"):
+    for tool in ("bash", "dirname"):
         found = shutil.which(tool)
         if found:
             (bin_dir / tool).symlink_to(found)
+    # the interpreter binary itself: a `python3` found on PATH may be a shim (pyenv) that does
+    # not run under this bare PATH
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
     venv = tmp_path / "venv"
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "VENV": str(venv)}
     done = run(["bash", str(SETUP_STUDIO)], REPO_ROOT, env, check=False)
