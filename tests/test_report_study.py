@@ -41,22 +41,10 @@ VERDICT = {
     "sentence": "position: equivalent; count: inconclusive",
     "plan": {"primary_outcome": {"position": "probability", "count": "accuracy"}},
     "outcomes": {
-        "position": outcome(
-            "position",
-            "equivalent",
-            interval(0.004, -0.012, 0.020),
-            interval(0.004, -0.009, 0.017),
-            0.03,
-            0.022,
-        ),
-        "count": outcome(
-            "count",
-            "inconclusive",
-            interval(0.01, -0.03, 0.05),
-            interval(0.01, -0.024, 0.044),
-            0.03,
-            0.056,
-        ),
+        "position": outcome("position", "equivalent", interval(0.004, -0.012, 0.020),
+                            interval(0.004, -0.009, 0.017), 0.03, 0.022),
+        "count": outcome("count", "inconclusive", interval(0.01, -0.03, 0.05),
+                         interval(0.01, -0.024, 0.044), 0.03, 0.056),
     },  # fmt: skip
     "rows": [],
     "arms": {},

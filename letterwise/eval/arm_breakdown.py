@@ -55,7 +55,6 @@ BINS = {
     "count": ("count 0", "count 1", "count >= 2", "one_token", "across_tokens"),
 }
 PRIMARY = "cloze_calibrated"
-MIN_QUESTIONS = 1  # a bin with no question is left out, not reported as 0
 
 
 def question_bins(row: dict, pieces: list[str] | None) -> list[str]:
@@ -173,7 +172,7 @@ def study_breakdown(
         per_bin: dict[str, Any] = {}
         for name in BINS[task]:
             columns = np.array([k for k, b in enumerate(bins[task]) if name in b], dtype=int)
-            if columns.size < MIN_QUESTIONS:
+            if columns.size == 0:  # a bin with no question is left out, not reported as 0
                 continue
             counts = draws[:, columns]
             entry: dict[str, Any] = {"n_questions": int(columns.size)}
