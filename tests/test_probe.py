@@ -16,8 +16,9 @@ import pytest
 
 from letterwise.params import ParamsError, ProbeParams, parse_params
 from letterwise.probe import items as it
+from letterwise.probe.arms import compare
 from letterwise.probe.probes import bootstrap_weights, control_labels, score
-from letterwise.probe.run import chosen_layers, compare, prepare_items, probe_states
+from letterwise.probe.run import chosen_layers, prepare_items, probe_states
 
 # --------------------------------------------------------------------------- labels
 

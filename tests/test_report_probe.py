@@ -93,3 +93,97 @@ def test_absent_or_broken_probe_results_are_said_not_crashed(tmp_path):
     with pytest.raises(SystemExit, match="probe.json: no tuned"):
         load_inputs(loss=[], breakdowns=[], predictions=None, verdict=tmp_path / "v.json",
                     qwen3_data=tmp_path, timing=None, replay=None, probe=broken)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the study's arms
+
+
+def arm_layers(values: list[float]) -> list[dict]:
+    return [{"layer": n, "selectivity": v, "ci_low": v - 0.03, "ci_high": v + 0.03}
+            for n, v in zip((0, 4), values, strict=True)]  # fmt: skip
+
+
+def diff_layers(values: list[float]) -> list[dict]:
+    return [{"layer": n, "difference": v, "ci_low": v - 0.02, "ci_high": v + 0.02}
+            for n, v in zip((0, 4), values, strict=True)]  # fmt: skip
+
+
+def arms_summary(seed_rows: bool) -> dict:
+    def task(reading: str, spelling_minus: list[float]) -> dict:
+        return {
+            "layers": [0, 4], "simultaneous_level": 0.975, "reading": reading,
+            "arms": {"base": arm_layers([0.0, 0.1]), "spelling": arm_layers([0.0, 0.2]),
+                     "negative_control": arm_layers([0.0, 0.15])},
+            "differences": {"spelling - negative_control": diff_layers(spelling_minus)},
+            "seed_to_seed": (
+                {"negative_control seed 2 - seed 3": diff_layers([0.0, -0.01])} if seed_rows
+                else {}
+            ),
+        }  # fmt: skip
+
+    return {
+        "model": "toy", "n_words": 10, "split": "test",
+        "seeds": {"spelling": [3], "negative_control": [2, 3]},
+        "tasks": {"letter_count": task("present in both arms", [0.0, 0.01]),
+                  "letter_in_token": task("more after spelling training", [0.0, 0.05]),
+                  "letter_position": task("more after spelling training", [0.0, -0.06])},
+    }  # fmt: skip
+
+
+def test_study_probe_table_reads_the_arms_against_the_output_verdict():
+    from letterwise.report.probe import (
+        arm_rows,
+        arms_difference_chart,
+        difference_rows,
+        study_probe_lines,
+    )  # fmt: skip
+
+    summary = arms_summary(seed_rows=True)
+    verdicts = {"toy": ("v.json", {"outcomes": {"position": {"outcome": "inconclusive"},
+                                                "count": {"outcome": "equivalent"}}})}  # fmt: skip
+    plan = {"study_probe_toy.png": {}, "study_probe_difference_toy.png": {}}
+    text = "\n".join(study_probe_lines({"toy": ("s/toy/probe_arms.json", summary)}, verdicts,
+                                       Figures("f", plan)))  # fmt: skip
+    # position: more in the states, output inconclusive -> present but unused; its largest
+    # difference is the one of largest size (-0.06 at layer 4), the seed row's -0.01
+    assert (
+        "| letter at position 1-5 and last (accuracy) | present but unused (more in the states, "
+        "output inconclusive) | layer 4, -0.060 [-0.080, -0.040] | not run | "
+        "negative_control seed 2 - seed 3: layer 4, -0.010 [-0.030, +0.010] |"
+    ) in text
+    # letter in token has no output task: the reading as it is
+    assert "| letter in token (mean F1 over 26 letters) | more after spelling training |" in text
+    count_row = "| count of a letter, 0/1/2/3+ (accuracy) | present in both arms (output equivalent)"  # noqa: E501
+    assert count_row in text
+    # probe rows in the probe order, whatever the summary's order
+    assert text.index("letter in token") < text.index("letter at position") < text.index(
+        "count of a letter, 0/1")
+    assert "Figure 1." in text and "Figure 2." in text and "(grey) one arm's seed" in text
+    assert "97.5% each" in text
+    rows = arm_rows(summary)
+    assert len(rows) == 3 * 3 * 2  # tasks x arms x layers
+    diffs = difference_rows(summary)
+    assert sorted({r["model"] for r in diffs}) == ["seed to seed", "spelling − negative"]
+    spec = arms_difference_chart(diffs)
+    scale = spec["spec"]["layer"][-1]["encoding"]["color"]["scale"]
+    assert scale["domain"] == ["spelling − negative", "seed to seed"]
+
+
+def test_study_probe_section_without_seeds_or_summaries():
+    from letterwise.report.probe import study_probe_lines
+
+    plan = {"study_probe_difference_toy.png": {}}
+    text = "\n".join(study_probe_lines({"toy": ("p", arms_summary(seed_rows=False))}, {},
+                                       Figures("f", plan)))  # fmt: skip
+    assert "one seed per arm" in text and "what seeds alone move is not measured yet" in text
+    assert "(output" not in text  # no verdict: the readings alone
+    absent = "\n".join(study_probe_lines({}, {}, Figures("f", {})))
+    assert "Absent: no study probe comparison" in absent and "letterwise.probe arms" in absent
+
+
+def test_a_broken_arms_summary_is_refused(tmp_path):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "probe_arms.json").write_text(json.dumps({"tasks": {"x": {}}}))
+    with pytest.raises(SystemExit, match="not a probe arms summary"):
+        load_inputs(loss=[], breakdowns=[], predictions=None, verdict=tmp_path / "v.json",
+                    qwen3_data=tmp_path, timing=None, replay=None, study=tmp_path)  # fmt: skip

@@ -4,6 +4,7 @@
     python -m letterwise.probe --adapter models/adapter --out tuned.json
     python -m letterwise.probe study docs/results/study/smollm2-135m   # every saved run's adapter
     python -m letterwise.probe compare spelling.json negative.json --out diff.json
+    python -m letterwise.probe arms docs/results/study/smollm2-135m      # every arm, per layer
 
 Sizes default to params.yaml's `probe:` section; the flags override them. What is probed and
 how: letterwise/probe/__init__.py and docs/probe.md.
@@ -202,6 +203,61 @@ def main_run(argv: list[str]) -> int:
     return 0
 
 
+def build_arms_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m letterwise.probe arms",
+        description="Per task and layer: each study arm's selectivity (seeds averaged), "
+        "spelling - negative control and positive control - negative control with bootstrap CIs "
+        "over the shared held-out words, and the reading; writes DIR/probe_arms.json.",
+    )
+    parser.add_argument(
+        "study_dir", type=Path, metavar="DIR",
+        help="a model's study folder with <arm>-seed<k>/probe.json files",
+    )  # fmt: skip
+    parser.add_argument(
+        "--base", type=Path, default=None,
+        help="the base model's probe JSON (default: docs/results/probe/<model>-base.json if "
+        "present; 'none' leaves the base out)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bootstrap", type=int, default=2000, help="resamples (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    return parser
+
+
+def main_arms(argv: list[str]) -> int:
+    from letterwise.probe.arms import DEFAULT_BASE_DIR, SUMMARY_FILE, study_probes, summarise_arms
+
+    args = build_arms_parser().parse_args(argv)
+    if not args.study_dir.is_dir():
+        raise SystemExit(f"{args.study_dir}: no such folder")
+    base_file = args.base or DEFAULT_BASE_DIR / f"{args.study_dir.name}-base.json"
+    base = None
+    if str(args.base) != "none":
+        if base_file.is_file():
+            base = json.loads(base_file.read_text())
+        elif args.base is not None:
+            raise SystemExit(f"--base {base_file}: no such file")
+    try:
+        summary = summarise_arms(
+            study_probes(args.study_dir), base, n_resamples=args.bootstrap, seed=args.seed
+        )
+    except ValueError as error:
+        raise SystemExit(f"{args.study_dir}: {error}") from None
+    summary["base_file"] = str(base_file) if base is not None else None
+    write_json(args.study_dir / SUMMARY_FILE, summary)
+    for task, entry in summary["tasks"].items():
+        top = max(entry["differences"]["spelling - negative_control"],
+                  key=lambda row: abs(row["difference"]))  # fmt: skip
+        console.print(
+            f"{task}: {entry['reading']}; largest spelling - negative at layer {top['layer']}: "
+            f"{top['difference']:+.3f} [{top['ci_low']:+.3f}, {top['ci_high']:+.3f}]"
+        )
+    console.print(f"wrote {args.study_dir / SUMMARY_FILE}")
+    return 0
+
+
 def _main_repo() -> Path:
     import subprocess
 
@@ -243,7 +299,7 @@ def main_study(argv: list[str]) -> int:
 
 
 def main_compare(argv: list[str]) -> int:
-    from letterwise.probe.run import compare
+    from letterwise.probe.arms import compare
 
     args = build_compare_parser().parse_args(argv)
     first, second = (json.loads(p.read_text()) for p in (args.first, args.second))
@@ -267,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_study(argv[1:])
     if argv[:1] == ["compare"]:
         return main_compare(argv[1:])
+    if argv[:1] == ["arms"]:
+        return main_arms(argv[1:])
     return main_run(argv)
 
 

@@ -97,9 +97,10 @@ def score(
     return np.nanmean(accuracy[:, keep], axis=1) if keep.any() else np.full(len(weights), np.nan)
 
 
-def interval(samples: np.ndarray) -> tuple[float, float]:
-    """The percentile interval at the house confidence level (letterwise.eval.stats)."""
-    tail = (1 - CONFIDENCE) / 2 * 100
+def interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The percentile interval, at the house confidence level (letterwise.eval.stats) unless
+    told otherwise."""
+    tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(samples, [tail, 100 - tail])
     return float(low), float(high)
 
@@ -240,23 +241,34 @@ def best_layer(layers: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {key: top[key] for key in keys}
 
 
-def compare_arms(
+def group_selectivity(
+    task: str, group: Sequence[dict[str, np.ndarray]], weights: np.ndarray
+) -> np.ndarray:
+    """Mean selectivity over a group's runs (an arm's seeds) under each resample of the words
+    they share: the seeds are averaged inside each resample."""
+    return np.mean([selectivity_samples(task, records, weights) for records in group], axis=0)
+
+
+def compare_groups(
     task: str,
-    first: dict[str, np.ndarray],
-    second: dict[str, np.ndarray],
+    first: Sequence[dict[str, np.ndarray]],
+    second: Sequence[dict[str, np.ndarray]],
     *,
     n_resamples: int,
     seed: int,
+    confidence: float = CONFIDENCE,
 ) -> dict[str, float]:
-    """Selectivity of `first` minus that of `second` at one layer, paired over the same words
-    (one set of resampling weights for both), with its bootstrap CI."""
-    n = first["truth"].shape[0]
-    if second["truth"].shape[0] != n:
-        raise ValueError(f"the two arms were tested on {n} and {second['truth'].shape[0]} words")
+    """Mean selectivity of the `first` runs minus that of the `second` at one layer, paired
+    over the same words (one set of resampling weights for every run), with its bootstrap CI.
+    One run per side is the arm-versus-arm comparison; several are an arm's seeds, and the CI
+    then covers the words, not the seeds."""
+    sizes = {records["truth"].shape[0] for records in [*first, *second]}
+    if len(sizes) != 1:
+        raise ValueError(f"the runs were tested on different numbers of words: {sorted(sizes)}")
+    (n,) = sizes
     weights = bootstrap_weights(n, n_resamples, seed=seed)
-    diff = selectivity_samples(task, first, weights) - selectivity_samples(task, second, weights)
-    point = selectivity_samples(task, first, np.ones((1, n))) - selectivity_samples(
-        task, second, np.ones((1, n))
-    )
-    low, high = interval(diff)
+    diff = group_selectivity(task, first, weights) - group_selectivity(task, second, weights)
+    whole = np.ones((1, n))
+    point = group_selectivity(task, first, whole) - group_selectivity(task, second, whole)
+    low, high = interval(diff, confidence)
     return {"difference": float(point[0]), "ci_low": low, "ci_high": high}

@@ -29,7 +29,6 @@ from letterwise.probe.extract import PREFIX, encode, last_token_states, n_layers
 from letterwise.probe.probes import (
     best_layer,
     bootstrap_weights,
-    compare_arms,
     control_labels,
     fit_layer,
     layer_summary,
@@ -238,47 +237,3 @@ def load_model(
         return (model, *load_base_model(resolve_preset(model), backend=backend))
     provenance = read_provenance(adapter)
     return (provenance["model"], *load_tuned_model(adapter, backend=backend))
-
-
-def decoded_records(result: dict[str, Any], task: str, layer: int) -> dict[str, np.ndarray]:
-    """One task's per-word truth and predictions at one layer, from a probe JSON."""
-    records = result["records"][task]
-    layer_records = records["layers"][str(layer)]
-    return {
-        "truth": it.decode_predictions(task, records["truth"].split()),
-        "control_truth": it.decode_predictions(task, records["control_truth"].split()),
-        "probe": it.decode_predictions(task, layer_records["probe"].split()),
-        "control": it.decode_predictions(task, layer_records["control"].split()),
-    }
-
-
-def compare(
-    first: dict[str, Any], second: dict[str, Any], *, seed: int = 0, n_resamples: int = 1000
-) -> dict[str, Any]:
-    """Per task and layer both files share: selectivity of `first` minus `second` with a CI,
-    paired over the same held-out words (the two files must have probed the same words). A
-    probe stage's details file (base and tuned) stands for its tuned model."""
-    first, second = (r["tuned"] if "tuned" in r else r for r in (first, second))
-    if first["items"]["words"] != second["items"]["words"]:
-        raise ValueError("the two probe files tested different held-out words; rerun one of them")
-    out: dict[str, Any] = {}
-    for task in it.TASKS:
-        shared = [
-            int(k)
-            for k in first["records"][task]["layers"]
-            if k in second["records"][task]["layers"]
-        ]
-        out[task] = [
-            {
-                "layer": layer,
-                **compare_arms(
-                    task,
-                    decoded_records(first, task, layer),
-                    decoded_records(second, task, layer),
-                    n_resamples=n_resamples,
-                    seed=seed,
-                ),
-            }
-            for layer in sorted(shared)
-        ]
-    return out

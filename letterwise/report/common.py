@@ -15,8 +15,11 @@ ALPHA = 0.05
 FIGURE_ORDER = (
     "study_equivalence.png", "verdict.png", "instruments.png", "training_loss.png",
     "by_word_length.png", "by_index_and_count.png", "choices.png", "deltas.png", "temperature.png",
-    "probe_selectivity.png", "probe_lens.png", "recipe_tradeoff.png", "dose_response.png",
+    "probe_selectivity.png", "probe_lens.png", "study_probe_*", "recipe_tradeoff.png",
+    "dose_response.png",
 )  # fmt: skip
+# a FIGURE_ORDER entry ending in "*" stands for every planned figure with that prefix, in the
+# plan's order (one per model: their names are known only from the data)
 
 
 class Figures:
@@ -24,7 +27,15 @@ class Figures:
 
     def __init__(self, folder: str, plan: dict[str, Any]) -> None:
         self.folder, self.plan = folder, plan
-        self.numbers = {n: i for i, n in enumerate((n for n in FIGURE_ORDER if n in plan), 1)}
+        ordered = [
+            name
+            for entry in FIGURE_ORDER
+            for name in (
+                [n for n in plan if n.startswith(entry[:-1])] if entry.endswith("*") else [entry]
+            )
+            if name in plan
+        ]
+        self.numbers = {name: i for i, name in enumerate(ordered, 1)}
 
     def __contains__(self, name: str) -> bool:
         return name in self.plan

@@ -529,6 +529,11 @@ def figure_plan(runs: list[Run], reference: Run, inputs: Any) -> dict[str, dict[
         lens = probe.lens_rows(inputs.probe)
         if lens:
             plan["probe_lens.png"] = probe.lens_chart(lens)
+    for model, (_, summary) in (getattr(inputs, "study_probes", None) or {}).items():
+        plan[probe.arms_figure(model)] = probe.arms_chart(probe.arm_rows(summary))
+        plan[probe.arms_difference_figure(model)] = probe.arms_difference_chart(
+            probe.difference_rows(summary)
+        )
     rows = temperature_rows(runs, reference)
     if len({r["decoding"] for r in rows}) > 1:
         plan["temperature.png"] = temperature_chart(rows)

@@ -210,6 +210,8 @@ class Inputs:
     # the plan's seeds per model, and each model's per-bin accuracies (<model>/breakdown.json)
     study_seeds: dict[str, list[int]] = field(default_factory=dict)
     study_breakdowns: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    # each model's probe comparison of the study's arms (<model>/probe_arms.json)
+    study_probes: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
     # the probe stage's details (letterwise.probe): base vs tuned, per layer
     probe: dict[str, Any] | None = None
     probe_path: Path = Path("metrics/details/probe.json")
@@ -367,6 +369,24 @@ def load_study_extras(
     return seeds, breakdowns
 
 
+def load_study_probes(study_dir: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """model -> (path, summary) for every <model>/probe_arms.json (letterwise.probe arms)."""
+    found = {}
+    for path in sorted(study_dir.glob("*/probe_arms.json")):
+        summary = read_json(path)
+        tasks = summary.get("tasks") if isinstance(summary, dict) else None
+        if not isinstance(tasks, dict) or not all(
+            isinstance(t, dict) and {"arms", "differences", "reading", "layers"} <= set(t)
+            for t in tasks.values()
+        ):
+            raise SystemExit(
+                f"{path}: not a probe arms summary (per task: arms, differences, reading, "
+                "layers); write it again with `python -m letterwise.probe arms`"
+            )
+        found[path.parent.name] = (path, summary)
+    return found
+
+
 def load_inputs(
     *,
     loss: list[str],
@@ -409,6 +429,7 @@ def load_inputs(
     if study is not None:
         inputs.study_path, inputs.study = study, load_study(study)
         inputs.study_seeds, inputs.study_breakdowns = load_study_extras(study)
+        inputs.study_probes = load_study_probes(study)
     if probe is not None:
         inputs.probe_path = probe
         if probe.is_file():

@@ -88,7 +88,8 @@ def _by_layer_chart(rows: list[dict[str, Any]], y: str, y_title: str, sort: list
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "config": {"font": "DejaVu Sans", "axis": {"labelFontSize": 12, "titleFontSize": 13},
-                   "legend": {"labelFontSize": 12, "orient": "bottom", "symbolOpacity": 1},
+                   "legend": {"labelFontSize": 12, "orient": "bottom", "symbolOpacity": 1,
+                              "labelLimit": 300},
                    "header": {"labelFontSize": 13}},
         "background": "white",
         "data": {"values": rows},
@@ -177,4 +178,179 @@ def probe_lines(details: dict[str, Any] | None, path: Path, figures: Any) -> lis
         "it and writes `<arm>-seed<k>/probe.json` beside its results.",
         "",
     ]
+    return out
+
+
+# --------------------------------------------------------------------------- the study's arms
+
+ARM_COLOURS = {
+    "base": "#9aa5b1",
+    "spelling": "#1f6fb2",
+    "negative_control": "#d9822b",
+    "positive_control": "#2e8b57",
+}
+DIFFERENCE_COLOURS = {"spelling − negative": "#1f6fb2", "positive − negative": "#2e8b57"}
+DIFFERENCE_LABELS = {
+    "spelling - negative_control": "spelling − negative",
+    "positive_control - negative_control": "positive − negative",
+}
+SEED_COLOUR = "#9aa5b1"
+# the output-level task each probe reads against (letter_in_token has no transfer task)
+OUTPUT_TASK = {"letter_position": "position", "letter_count": "count"}
+ARMS_COMMAND = "python -m letterwise.probe arms docs/results/study/<model>"
+
+
+def arms_figure(model: str) -> str:
+    return f"study_probe_{model}.png"
+
+
+def arms_difference_figure(model: str) -> str:
+    return f"study_probe_difference_{model}.png"
+
+
+def _in_order(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(task, summary["tasks"][task]) for task in PROBE_TASKS if task in summary["tasks"]]
+
+
+def arm_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per probe task, arm and layer: selectivity (seeds averaged) with its 95% CI."""
+    return [
+        {"task": PANEL_TITLES[task], "model": arm, "layer": row["layer"],
+         "selectivity": row["selectivity"], "low": row["ci_low"], "high": row["ci_high"]}
+        for task, entry in _in_order(summary)
+        for arm, rows in entry["arms"].items()
+        for row in rows
+    ]  # fmt: skip
+
+
+def difference_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per probe task, comparison and layer: the difference with its 95% CI, the
+    same-arm seed-to-seed rows labelled 'seed to seed'."""
+    out = []
+    for task, entry in _in_order(summary):
+        series = [(DIFFERENCE_LABELS[k], v) for k, v in entry["differences"].items()] + [
+            ("seed to seed", rows) for rows in entry.get("seed_to_seed", {}).values()
+        ][:1]
+        for label, rows in series:
+            out += [
+                {"task": PANEL_TITLES[task], "model": label, "layer": row["layer"],
+                 "selectivity": row["difference"], "low": row["ci_low"], "high": row["ci_high"]}
+                for row in rows
+            ]  # fmt: skip
+    return out
+
+
+def arms_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    present = [arm for arm in ARM_COLOURS if any(r["model"] == arm for r in rows)]
+    spec = _by_layer_chart(rows, "selectivity", "selectivity: probe − control (95% CI)",
+                           list(PANEL_TITLES.values()), zero_rule=True)  # fmt: skip
+    return _recolour(spec, present, [ARM_COLOURS[a] for a in present])
+
+
+def arms_difference_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    labels = [k for k in DIFFERENCE_COLOURS if any(r["model"] == k for r in rows)]
+    colours = [DIFFERENCE_COLOURS[k] for k in labels]
+    if any(r["model"] == "seed to seed" for r in rows):
+        labels, colours = [*labels, "seed to seed"], [*colours, SEED_COLOUR]
+    spec = _by_layer_chart(rows, "selectivity", "difference in selectivity (95% CI)",
+                           list(PANEL_TITLES.values()), zero_rule=True)  # fmt: skip
+    return _recolour(spec, labels, colours)
+
+
+def _recolour(spec: dict[str, Any], domain: list[str], colours: list[str]) -> dict[str, Any]:
+    for layer in spec["spec"]["layer"]:
+        colour = layer["encoding"].get("color")
+        if colour is not None:
+            colour["scale"] = {"domain": domain, "range": colours}
+    return spec
+
+
+def _interval_text(row: dict[str, Any], key: str = "difference") -> str:
+    return ci({"delta": row[key], "ci_low": row["ci_low"], "ci_high": row["ci_high"]}, sign=True)
+
+
+def _largest(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(rows, key=lambda row: (abs(row["difference"]), -row["layer"]))
+
+
+def _against_output(reading: str, outcome: str | None) -> str:
+    """The probe reading set against the output-level outcome of the same task."""
+    if outcome is None:
+        return reading
+    if reading == "more after spelling training" and outcome != "transfer":
+        return f"present but unused (more in the states, output {outcome})"
+    return f"{reading} (output {outcome})"
+
+
+def study_probe_lines(
+    summaries: dict[str, tuple[Path, dict[str, Any]]],
+    verdicts: dict[str, tuple[Path, dict[str, Any]]],
+    figures: Any,
+) -> list[str]:
+    """The study's probe comparison per model: the reading per probe, spelling − negative
+    control at the layer where it is largest, the seed-to-seed reference, and the figures."""
+    out = ["#### The study's arms: spelling − negative control, layer by layer", ""]
+    if not summaries:
+        return out + [
+            f"Absent: no study probe comparison. `{STUDY_COMMAND}` probes each run's adapter on "
+            f"the machine that trained it; `{ARMS_COMMAND}` then writes `probe_arms.json`.",
+            "",
+        ]
+    for model, (path, summary) in summaries.items():
+        outcomes = ((verdicts.get(model) or (None, {}))[1] or {}).get("outcomes") or {}
+        seeds = "; ".join(f"{arm} {', '.join(map(str, s))}" for arm, s in summary["seeds"].items())
+        first = next(iter(summary["tasks"].values()))
+        out += [
+            f"Table 5c. {model}: probe selectivity of the study's arms (`{path}`, "
+            f"`{ARMS_COMMAND}`) on the same {summary['n_words']} held-out "
+            f"{summary.get('split')} words; seeds probed: {seeds} (an arm's seeds averaged). "
+            "95% bootstrap CIs over words (they do not cover seed-to-seed variation: the last "
+            "column is one arm's two seeds against each other); the reading uses intervals "
+            f"simultaneous over the {len(first['layers'])} layers "
+            f"({first['simultaneous_level']:.1%} each).",
+            "",
+            "| probe | reading | spelling − negative, largest (layer, 95% CI) | positive − "
+            "negative, largest | seed to seed, largest |",
+            "|---|---|---|---|---|",
+        ]
+        for task, entry in _in_order(summary):
+            outcome = (outcomes.get(OUTPUT_TASK.get(task, "")) or {}).get("outcome")
+            cells = []
+            for key in ("spelling - negative_control", "positive_control - negative_control"):
+                rows = entry["differences"].get(key)
+                top = _largest(rows) if rows else None
+                cells.append(f"layer {top['layer']}, {_interval_text(top)}" if top else "not run")
+            seed_rows = next(iter(entry.get("seed_to_seed", {}).items()), None)
+            if seed_rows:
+                top = _largest(seed_rows[1])
+                cells.append(f"{seed_rows[0]}: layer {top['layer']}, {_interval_text(top)}")
+            else:
+                cells.append("one seed per arm")
+            reading = _against_output(entry["reading"], outcome)
+            out.append(f"| {PROBE_TASKS[task]} | {reading} | {' | '.join(cells)} |")
+        out += [""]
+        name = arms_figure(model)
+        if name in figures:
+            out += figures.show(
+                name,
+                f"{model}: probe selectivity by layer per study arm",
+                f"{model}: selectivity (probe − control task) by layer for the base model and "
+                "each study arm (seeds averaged), one panel per probe, 95% bootstrap CIs over "
+                "words.",
+            )
+        name = arms_difference_figure(model)
+        if name in figures:
+            out += figures.show(
+                name,
+                f"{model}: arm differences in probe selectivity by layer",
+                f"{model}: spelling − negative control and positive control − negative control "
+                "in selectivity by layer"
+                + (
+                    ", and (grey) one arm's seed against its other seed: the size of a "
+                    "difference that seeds alone make"
+                    if any(entry.get("seed_to_seed") for entry in summary["tasks"].values())
+                    else " (one seed per arm: what seeds alone move is not measured yet)"
+                )
+                + ". 95% bootstrap CIs over words.",
+            )
     return out

@@ -14,7 +14,7 @@ from letterwise.report.loading import (
     Run,
     instrument_label,
 )
-from letterwise.report.probe import probe_lines
+from letterwise.report.probe import probe_lines, study_probe_lines
 
 # --------------------------------------------------------------------------- 4. results
 
@@ -81,6 +81,7 @@ def results_section(reference: Run, runs: list[Run], inputs: Inputs, figures: Fi
         *tables.coupling_table(reference),
         "",
         *probe_lines(inputs.probe, inputs.probe_path, figures),
+        *study_probe_lines(inputs.study_probes, inputs.study, figures),
         "### Experiments",
         "",
         "Table 6. Every evaluated run: what it changed against the reference, the deltas and "
