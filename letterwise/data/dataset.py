@@ -22,6 +22,7 @@ every arm (their own random streams), so arms differ only in training:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import track
 
-from letterwise.data.vocab import load_vocab_tokenizer, word_pieces
+from letterwise.data.vocab import load_vocab_tokenizer, stripped_pieces, word_pieces
 from letterwise.params import BuildDatasetParams, Params
 from letterwise.presets import resolve_preset
 from letterwise.tasks import count, position, replay, spelling
@@ -395,7 +396,7 @@ def build(params: Params, console: Console) -> tuple[dict[str, list[dict]], dict
         rng = random.Random(f"{params.seed}-{split}")
         splits[split] = evaluation_rows(
             split, words[split], params.build_dataset, rng,
-            lambda word: [piece.strip() for piece in word_pieces(tokenizer, word)],
+            functools.partial(stripped_pieces, tokenizer),
         )  # fmt: skip
     audit = leakage_audit(tokenizer, training_strings, splits)
     metrics = {

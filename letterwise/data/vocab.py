@@ -215,3 +215,9 @@ def word_pieces(tokenizer: Tokenizer, word: str) -> list[str]:
     """The decoded text of each token the tokenizer splits `word` into (no leading space)."""
     ids = tokenizer.encode(word, add_special_tokens=False).ids
     return [tokenizer.decode([token_id], skip_special_tokens=False) for token_id in ids]
+
+
+def stripped_pieces(tokenizer: Tokenizer, word: str) -> list[str]:
+    """`word_pieces` with each piece's surrounding whitespace removed: the letters each token
+    holds (what the token-boundary bins of the evaluation sets are worked out from)."""
+    return [piece.strip() for piece in word_pieces(tokenizer, word)]

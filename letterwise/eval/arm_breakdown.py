@@ -22,6 +22,7 @@ bin's questions (paired). 95% intervals.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -73,11 +74,10 @@ def question_bins(row: dict, pieces: list[str] | None) -> list[str]:
 
 def tokenizer_pieces(model: str) -> Callable[[str], list[str]]:
     """word -> the model's token pieces (leading-space markers stripped), offline."""
-    from letterwise.data.vocab import load_vocab_tokenizer, word_pieces
+    from letterwise.data.vocab import load_vocab_tokenizer, stripped_pieces
     from letterwise.presets import resolve_preset
 
-    tokenizer = load_vocab_tokenizer(resolve_preset(model))
-    return lambda word: [piece.strip() for piece in word_pieces(tokenizer, word)]
+    return functools.partial(stripped_pieces, load_vocab_tokenizer(resolve_preset(model)))
 
 
 def _committed_bin_sizes(data: dict, task: str) -> dict[str, int] | None:
