@@ -246,16 +246,19 @@ def run_minutes(run: StudyRun, root: Path = Path(".")) -> float | None:
 def compute_spent(plan: dict[str, Any], root: Path = Path(".")) -> dict[str, dict[str, Any]]:
     """Per model: every committed run's wall time (its timing.json) summed per phase, the
     confirm runs of earlier step counts included, beside the plan's estimate
-    (compute_estimate.<model>) and the number of planned test runs."""
+    (compute_estimate.<model>) and the number of planned test runs. Runs moved to
+    `superseded/` (redone at another commit) are compute spent but not study runs: their own
+    bucket."""
     estimates = plan.get("compute_estimate") or {}
     spent: dict[str, dict[str, Any]] = {}
     for model in plan["seeds"]:
         entry = spent[model] = {"estimate": estimates.get(model)}
-        for phase in PHASES:
+        for phase in (*PHASES, "superseded"):
             entry[phase] = {"runs": 0, "minutes": 0.0}
         entry["test"]["planned"] = len(planned_runs(plan, "test", [model]))
         for timing in sorted((root / STUDY_DIR / model).glob("**/timing.json")):
-            phase = "confirm" if "validation" in timing.relative_to(root).parts else "test"
+            parts = timing.relative_to(root / STUDY_DIR / model).parts
+            phase = {"validation": "confirm", "superseded": "superseded"}.get(parts[0], "test")
             seconds = float(json.loads(timing.read_text())["wall_seconds"])
             entry[phase]["runs"] += 1
             entry[phase]["minutes"] = round(entry[phase]["minutes"] + seconds / 60, 1)
@@ -314,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"confirm {confirm['runs']} run(s), {confirm['minutes'] / 60:.2f} h; test "
                 f"{test['runs']}/{test['planned']} runs, {test['minutes'] / 60:.2f} h"
             )
+            if entry["superseded"]["runs"]:
+                old = entry["superseded"]
+                phases += f"; superseded {old['runs']} run(s), {old['minutes'] / 60:.2f} h"
             Console().print(f"{model}: {phases} (plan's estimate: {entry['estimate']})")
         return 0
     runs = [r for r in planned_runs(plan, args.phase, args.model) if not is_complete(r)]
