@@ -243,7 +243,9 @@ def run_minutes(run: StudyRun, root: Path = Path(".")) -> float | None:
     return float(json.loads(path.read_text())["wall_seconds"]) / 60
 
 
-def compute_spent(plan: dict[str, Any], root: Path = Path(".")) -> dict[str, dict[str, Any]]:
+def compute_spent(
+    plan: dict[str, Any], root: Path = Path("."), study_dir: Path = STUDY_DIR
+) -> dict[str, dict[str, Any]]:
     """Per model: every committed run's wall time (its timing.json) summed per phase, the
     confirm runs of earlier step counts included, beside the plan's estimate
     (compute_estimate.<model>) and the number of planned test runs. Runs moved to
@@ -256,8 +258,8 @@ def compute_spent(plan: dict[str, Any], root: Path = Path(".")) -> dict[str, dic
         for phase in (*PHASES, "superseded"):
             entry[phase] = {"runs": 0, "minutes": 0.0}
         entry["test"]["planned"] = len(planned_runs(plan, "test", [model]))
-        for timing in sorted((root / STUDY_DIR / model).glob("**/timing.json")):
-            parts = timing.relative_to(root / STUDY_DIR / model).parts
+        for timing in sorted((root / study_dir / model).glob("**/timing.json")):
+            parts = timing.relative_to(root / study_dir / model).parts
             phase = {"validation": "confirm", "superseded": "superseded"}.get(parts[0], "test")
             seconds = float(json.loads(timing.read_text())["wall_seconds"])
             entry[phase]["runs"] += 1

@@ -171,3 +171,22 @@ def test_the_equivalence_figure_renders_at_page_width(study_dir, tmp_path):
     width, height = png_size(tmp_path / "eq.png")
     assert 800 <= width <= 2 * 1000  # rendered at 2x: at most a 1,000 px page
     assert height > 100
+
+
+def test_compute_line_reads_the_buckets():
+    from letterwise.report.study import compute_line
+
+    entry = {
+        "estimate": "9 runs x ~50 min ~ 7.5 h",
+        "test": {"runs": 7, "minutes": 270.0, "planned": 9},
+        "confirm": {"runs": 2, "minutes": 57.6},
+        "superseded": {"runs": 1, "minutes": 82.2},
+    }
+    # 270 min = 4.5 h, 57.6 min = 0.96 h, 82.2 min = 1.37 h
+    assert compute_line("toy", entry) == (
+        "toy: test split 7 of 9 planned runs, 4.5 h; confirm (validation) 2 run(s), 1.0 h; "
+        "superseded (redone, not pooled) 1 run(s), 1.4 h (plan's estimate: 9 runs x ~50 min "
+        "~ 7.5 h)."
+    )
+    entry["superseded"] = {"runs": 0, "minutes": 0.0}
+    assert "superseded" not in compute_line("toy", entry)

@@ -210,6 +210,8 @@ class Inputs:
     # the plan's seeds per model, and each model's per-bin accuracies (<model>/breakdown.json)
     study_seeds: dict[str, list[int]] = field(default_factory=dict)
     study_breakdowns: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    # per model, the compute its committed runs took (letterwise.study.compute_spent)
+    study_compute: dict[str, dict[str, Any]] = field(default_factory=dict)
     # each model's probe comparison of the study's arms (<model>/probe_arms.json)
     study_probes: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
     # the probe stage's details (letterwise.probe): base vs tuned, per layer
@@ -369,6 +371,15 @@ def load_study_extras(
     return seeds, breakdowns
 
 
+def load_study_compute(study_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per model, the wall time of its committed runs by phase beside the plan's estimate
+    (letterwise.study.compute_spent); empty without a plan."""
+    from letterwise.study import compute_spent, load_plan
+
+    plan = study_dir / "plan.yaml"
+    return compute_spent(load_plan(plan), study_dir=study_dir) if plan.is_file() else {}
+
+
 def load_study_probes(study_dir: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
     """model -> (path, summary) for every <model>/probe_arms.json (letterwise.probe arms)."""
     found = {}
@@ -430,6 +441,7 @@ def load_inputs(
         inputs.study_path, inputs.study = study, load_study(study)
         inputs.study_seeds, inputs.study_breakdowns = load_study_extras(study)
         inputs.study_probes = load_study_probes(study)
+        inputs.study_compute = load_study_compute(study)
     if probe is not None:
         inputs.probe_path = probe
         if probe.is_file():

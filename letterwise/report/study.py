@@ -85,6 +85,24 @@ def outcome_table(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def compute_line(model: str, entry: dict[str, Any]) -> str:
+    """One model's compute: test runs done of planned, confirm runs, superseded runs."""
+
+    def hours(block: dict[str, Any]) -> str:
+        return f"{block['runs']} run(s), {block['minutes'] / 60:.1f} h"
+
+    test = entry["test"]
+    parts = [
+        f"test split {test['runs']} of {test['planned']} planned runs, "
+        f"{test['minutes'] / 60:.1f} h",
+        f"confirm (validation) {hours(entry['confirm'])}",
+    ]
+    if entry.get("superseded", {}).get("runs"):
+        parts.append(f"superseded (redone, not pooled) {hours(entry['superseded'])}")
+    estimate = entry.get("estimate") or "none"
+    return f"{model}: {'; '.join(parts)} (plan's estimate: {estimate})."
+
+
 def seeds_line(model: str, verdict: dict[str, Any], planned: list[int] | None) -> str:
     """Which seeds of each arm the verdict pools, and whether that is the whole plan."""
     arms = verdict.get("arms") or {}
@@ -164,6 +182,7 @@ def study_lines(
     study_dir: Path = Path("docs/results/study"),
     planned_seeds: dict[str, list[int]] | None = None,
     breakdowns: dict[str, tuple[Path, dict[str, Any]]] | None = None,
+    compute: dict[str, dict[str, Any]] | None = None,
 ) -> list[str]:
     """The report's study subsection: the outcomes, the figure, or what is still to run."""
     out = ["### 1a. The powered study", ""]
@@ -191,6 +210,14 @@ def study_lines(
         out += [f"- {seeds_line(model, verdict, (planned_seeds or {}).get(model))}"]
         out += [f"- {verdict['sentence'].strip()}"]
     out += [""]
+    if compute:
+        out += [
+            "Compute spent, from each committed run's `timing.json` (wall time on the machine "
+            "that ran it), against the plan's estimate:",
+            "",
+            *(f"- {compute_line(model, entry)}" for model, entry in compute.items()),
+            "",
+        ]
     habits = habit_table(study)
     if habits:
         out += [

@@ -57,7 +57,8 @@ def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
         "## 1. Verdict",
         "",
         *study_lines(
-            inputs.study, figures, inputs.study_path, inputs.study_seeds, inputs.study_breakdowns
+            inputs.study, figures, inputs.study_path, inputs.study_seeds, inputs.study_breakdowns,
+            inputs.study_compute,
         ),
     ]
     out += [
