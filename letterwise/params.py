@@ -227,7 +227,7 @@ class VerdictParams(Section):
     ) = {"position": "probability", "count": "accuracy"}
 
     @model_validator(mode="after")
-    def _outcome_names_both_tasks(self) -> VerdictParams:
+    def _outcome_names_both_tasks(self) -> "VerdictParams":
         if isinstance(self.primary_outcome, dict) and set(self.primary_outcome) != {
             "position", "count"
         }:
