@@ -553,3 +553,14 @@ def test_lens_at_the_last_layer_is_the_models_own_logits() -> None:
         )
         middle = model.get_output_embeddings()(final_norm(model)(hidden[1]))
         assert torch.allclose(lens_logits(model, hidden, 1), middle.float())
+
+
+def test_a_token_subset_of_another_tokenizer_is_refused(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.jsonl"
+    rows = [{"string": "berry", "token_ids": [7]}, {"string": "straw", "token_ids": [9]}]
+    tokens.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ours = SimpleNamespace(decode=lambda ids: {7: " Berry", 9: "straw"}[ids[0]])
+    it.check_tokens_belong(ours, "toy", tokens)  # leading space and case are the token's own
+    theirs = SimpleNamespace(decode=lambda ids: {7: "ber", 9: "straw"}[ids[0]])
+    with pytest.raises(ValueError, match=r"not made from toy's tokenizer \(1 of 2 .*'berry'"):
+        it.check_tokens_belong(theirs, "toy", tokens)

@@ -163,11 +163,13 @@ def cpu_model() -> str:
 
 def probe_one(params: Any, settings: Any, adapter: Path | None, label: str) -> dict[str, Any]:
     """Load the base model of params (or the adapter's base + adapter) and probe it."""
+    from letterwise.probe.items import check_tokens_belong
     from letterwise.probe.run import lens_rows, load_model, prepare_items, probe_model
 
     prepared = prepare_items(settings, seed=params.seed)
     questions = lens_rows(settings.split, settings.lens_questions)
     model_name, model, tokenizer = load_model(params.model, adapter)
+    check_tokens_belong(tokenizer, model_name)
     result = probe_model(
         model,
         tokenizer,

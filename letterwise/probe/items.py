@@ -23,6 +23,7 @@ import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,27 @@ def training_strings(tokens_file: Path = TOKENS_FILE) -> list[str]:
         )
     rows = (json.loads(line) for line in tokens_file.read_text().splitlines() if line)
     return [row["string"] for row in rows]
+
+
+def check_tokens_belong(
+    tokenizer: Any, model: str, tokens_file: Path = TOKENS_FILE, n_rows: int = 50
+) -> None:
+    """The token subset was made from this tokenizer: the first `n_rows` rows' token ids decode
+    to their string. Else a ValueError before any state is extracted (a probe of one model on
+    another model's vocabulary and held-out words would be silently wrong)."""
+    rows = [json.loads(line) for line in tokens_file.read_text().splitlines()[:n_rows] if line]
+    wrong = [
+        row["string"]
+        for row in rows
+        for token_id in row["token_ids"][:1]
+        if tokenizer.decode([token_id]).strip().lower() != row["string"]
+    ]
+    if wrong:
+        raise ValueError(
+            f"{tokens_file} was not made from {model}'s tokenizer ({len(wrong)} of {len(rows)} "
+            f"checked token ids decode to something else, first: {wrong[0]!r}); rebuild the data "
+            f"for it first: `dvc repro build_dataset` with model: {model} in params.yaml"
+        )
 
 
 def split_words(split: str, dataset_dir: Path = DATASET_JSONL) -> list[str]:
