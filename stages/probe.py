@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from letterwise.modeling import read_provenance
     from letterwise.params import ParamsError, load_params
-    from letterwise.probe.run import compare, lens_rows, load_model, prepare_items, probe_model
+    from letterwise.probe.arms import compare
+    from letterwise.probe.run import lens_rows, load_model, prepare_items, probe_model
 
     console = Console()
     try:
