@@ -261,7 +261,11 @@ def compute_spent(
         for timing in sorted((root / study_dir / model).glob("**/timing.json")):
             parts = timing.relative_to(root / study_dir / model).parts
             phase = {"validation": "confirm", "superseded": "superseded"}.get(parts[0], "test")
-            seconds = float(json.loads(timing.read_text())["wall_seconds"])
+            recorded = json.loads(timing.read_text())
+            # a failed attempt's compute is spent too (timing.json names it when a run is redone)
+            seconds = float(recorded["wall_seconds"]) + float(
+                recorded.get("earlier_attempts_seconds", 0)
+            )
             entry[phase]["runs"] += 1
             entry[phase]["minutes"] = round(entry[phase]["minutes"] + seconds / 60, 1)
     return spent

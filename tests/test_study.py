@@ -107,10 +107,12 @@ def test_compute_spent_sums_every_committed_timing_per_phase(plan, tmp_path):
     timing("modela/negative_control-seed1", 2700)  # 45 min
     timing("modela/validation/steps320/positive_control-seed1", 600)  # 10 min
     timing("modela/validation/steps500/positive_control-seed1", 1200)  # 20 min
+    extra = tmp_path / "docs/results/study/modela/validation/steps500/positive_control-seed1"
+    (extra / "timing.json").write_text('{"wall_seconds": 1200, "earlier_attempts_seconds": 300}')
     timing("modela/superseded/spelling-seed1-at-abc1234", 900)  # 15 min, redone: not a study run
     spent = study.compute_spent(plan, tmp_path)
     assert spent["modela"]["test"] == {"runs": 2, "minutes": 75.0, "planned": 4}
-    assert spent["modela"]["confirm"] == {"runs": 2, "minutes": 30.0}
+    assert spent["modela"]["confirm"] == {"runs": 2, "minutes": 35.0}  # 10 + 20 + 5 failed
     assert spent["modela"]["superseded"] == {"runs": 1, "minutes": 15.0}
     assert spent["modelb"]["test"] == {"runs": 0, "minutes": 0.0, "planned": 2}
 
