@@ -153,3 +153,22 @@ def test_command_writes_the_summary_with_the_base(tmp_path: Path) -> None:
     assert by_layer(arms["base"], "selectivity") == [0.5, 0.5]
     with pytest.raises(SystemExit, match="no such file"):
         main(["arms", str(study), "--base", str(tmp_path / "missing.json")])
+
+
+def test_lens_is_averaged_over_seeds_per_arm() -> None:
+    from letterwise.probe.arms import lens_by_arm
+
+    def lens(values: list[float]) -> dict:
+        rows = [{"layer": n, "mean_p": v} for n, v in zip((0, 4, 8), values, strict=True)]
+        return {"position": {"n": 5, "layers": rows}, "count": {"n": 5, "layers": rows}}
+
+    groups = {
+        "spelling": [{"lens": lens([0.0, 0.4, 0.2])}, {"lens": lens([0.0, 0.2, 0.2])}],
+        "negative_control": [{"lens": lens([0.1, 0.1, 0.1])}, {}],  # one seed has no lens
+    }
+    out = lens_by_arm(groups)
+    # spelling: means per layer 0.0, 0.3, 0.2 -> peak 0.3 at layer 4, final 0.2, drop 0.1
+    assert out["spelling"]["position"] == pytest.approx(
+        {"n": 5, "peak_layer": 4, "peak_p": 0.3, "final_layer": 8, "final_p": 0.2, "late_drop": 0.1}
+    )
+    assert "negative_control" not in out

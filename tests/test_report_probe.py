@@ -121,8 +121,10 @@ def arms_summary(seed_rows: bool) -> dict:
             ),
         }  # fmt: skip
 
+    lens = {"spelling": {"position": {"n": 5, "peak_layer": 4, "peak_p": 0.3, "final_layer": 8,
+                                      "final_p": 0.2, "late_drop": 0.1}}}  # fmt: skip
     return {
-        "model": "toy", "n_words": 10, "split": "test",
+        "model": "toy", "n_words": 10, "split": "test", "lens": lens,
         "seeds": {"spelling": [3], "negative_control": [2, 3]},
         "tasks": {"letter_count": task("present in both arms", [0.0, 0.01]),
                   "letter_in_token": task("more after spelling training", [0.0, 0.05]),
@@ -160,6 +162,7 @@ def test_study_probe_table_reads_the_arms_against_the_output_verdict():
         "count of a letter, 0/1")
     assert "Figure 1." in text and "Figure 2." in text and "(grey) one arm's seed" in text
     assert "97.5% each" in text
+    assert "| spelling | 5 | 0.300 (4) → 0.200, 0.100 | – |" in text
     rows = arm_rows(summary)
     assert len(rows) == 3 * 3 * 2  # tasks x arms x layers
     diffs = difference_rows(summary)

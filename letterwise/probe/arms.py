@@ -176,6 +176,30 @@ def reading(
     return "present, not shown in the negative control"
 
 
+def lens_by_arm(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per arm and lens task (position, count): the right answer's mean probability at its peak
+    layer and at the last one, and the late drop, each averaged over the arm's seeds (their
+    own per-layer means, on the same questions). Arms or runs without a lens are left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for arm, group in groups.items():
+        for task in ("position", "count"):
+            lenses = [r["lens"][task] for r in group if (r.get("lens") or {}).get(task)]
+            if len(lenses) != len(group):
+                continue
+            layers = [row["layer"] for row in lenses[0]["layers"]]
+            means = np.mean([[row["mean_p"] for row in lens["layers"]] for lens in lenses], axis=0)
+            peak = int(np.argmax(means))
+            out.setdefault(arm, {})[task] = {
+                "n": lenses[0]["n"],
+                "peak_layer": layers[peak],
+                "peak_p": float(means[peak]),
+                "final_layer": layers[-1],
+                "final_p": float(means[-1]),
+                "late_drop": float(means[peak] - means[-1]),
+            }
+    return out
+
+
 def summarise_arms(
     by_arm: dict[str, dict[int, dict[str, Any]]],
     base: dict[str, Any] | None = None,
@@ -243,4 +267,5 @@ def summarise_arms(
         "bootstrap": {"resamples": n_resamples, "seed": seed, "over": "words"},
         "selectivity": "probe - control task, mean over the arm's probed seeds",
         "tasks": tasks,
+        "lens": lens_by_arm(groups),
     }

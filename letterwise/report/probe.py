@@ -195,6 +195,10 @@ DIFFERENCE_LABELS = {
     "positive_control - negative_control": "positive − negative",
 }
 SEED_COLOUR = "#9aa5b1"
+ARM_LABELS = {
+    "base": "base", "spelling": "spelling", "negative_control": "negative control",
+    "positive_control": "positive control",
+}  # fmt: skip
 # the output-level task each probe reads against (letter_in_token has no transfer task)
 OUTPUT_TASK = {"letter_position": "position", "letter_count": "count"}
 ARMS_COMMAND = "python -m letterwise.probe arms docs/results/study/<model>"
@@ -282,6 +286,32 @@ def _against_output(reading: str, outcome: str | None) -> str:
     return f"{reading} (output {outcome})"
 
 
+def _lens_table(model: str, lens: dict[str, dict[str, Any]]) -> list[str]:
+    """Per arm, the logit lens at the cloze answer slot: where the right answer peaks and how
+    much of it the last layers take away (seeds averaged)."""
+    if not lens:
+        return []
+    out = [
+        f"Table 5d. {model}: logit lens per arm at the cloze answer slot (the first n position "
+        "and count questions of the split, seeds averaged): mean probability of the right "
+        "answer at its peak layer and at the output, and the late drop between them. The base "
+        "model's file may have probed more questions and layers than the arms' (its n is "
+        "given), so its row is a reference, not a paired comparison.",
+        "",
+        "| arm | n | position: peak (layer) → output, drop | count: peak (layer) → output, drop |",
+        "|---|---|---|---|",
+    ]
+    for arm, tasks in lens.items():
+        cells = [
+            f"{t['peak_p']:.3f} ({t['peak_layer']}) → {t['final_p']:.3f}, {t['late_drop']:.3f}"
+            if (t := tasks.get(task)) else "–"
+            for task in ("position", "count")
+        ]
+        n = "/".join(str(t["n"]) for t in tasks.values())
+        out.append(f"| {ARM_LABELS.get(arm, arm)} | {n} | {' | '.join(cells)} |")
+    return [*out, ""]
+
+
 def study_probe_lines(
     summaries: dict[str, tuple[Path, dict[str, Any]]],
     verdicts: dict[str, tuple[Path, dict[str, Any]]],
@@ -329,6 +359,7 @@ def study_probe_lines(
             reading = _against_output(entry["reading"], outcome)
             out.append(f"| {PROBE_TASKS[task]} | {reading} | {' | '.join(cells)} |")
         out += [""]
+        out += _lens_table(model, summary.get("lens") or {})
         name = arms_figure(model)
         if name in figures:
             out += figures.show(
