@@ -172,10 +172,10 @@ def probe_lines(details: dict[str, Any] | None, path: Path, figures: Any) -> lis
         )
     out += [
         "This compares the spelling-tuned reference adapter with its own base model; it does "
-        "not yet say what spelling training, as against any fine-tuning, does to the states. "
-        "That comparison (spelling − negative control, per layer) needs the study's arms: "
-        f"`{STUDY_COMMAND}` probes each committed run's adapter on the machine that trained "
-        "it and writes `<arm>-seed<k>/probe.json` beside its results.",
+        "not say what spelling training, as against any fine-tuning, does to the states. "
+        "That comparison (spelling − negative control, per layer) is made on the study's arms "
+        f"in the next subsection: `{STUDY_COMMAND}` probes each committed run's adapter on the "
+        "machine that trained it and writes `<arm>-seed<k>/probe.json` beside its results.",
         "",
     ]
     return out
