@@ -141,16 +141,21 @@ def test_command_writes_the_summary_with_the_base(tmp_path: Path) -> None:
     for folder, probe in (("spelling-seed3", PERFECT), ("negative_control-seed2", HALF)):
         (study / folder).mkdir(parents=True)
         (study / folder / "probe.json").write_text(json.dumps(probe_file(probe)))
+    # a run made with the probe stage saved the stage's details: its tuned part counts
+    (study / "positive_control-seed1").mkdir()
+    stage_details = {"model": "toy", "base": probe_file(HALF), "tuned": probe_file(PERFECT)}
+    (study / "positive_control-seed1" / "probe.json").write_text(json.dumps(stage_details))
     (study / "validation").mkdir()  # not a run folder: ignored
     base = tmp_path / "base.json"
     base.write_text(json.dumps(probe_file(HALF)))
-    assert sorted(study_probes(study)) == ["negative_control", "spelling"]
+    assert sorted(study_probes(study)) == ["negative_control", "positive_control", "spelling"]
     assert main(["arms", str(study), "--base", str(base), "--bootstrap", "200"]) == 0
     written = json.loads((study / "probe_arms.json").read_text())
-    assert written["seeds"] == {"spelling": [3], "negative_control": [2]}
+    assert written["seeds"] == {"spelling": [3], "negative_control": [2], "positive_control": [1]}
     assert written["base_file"] == str(base)
     arms = written["tasks"]["letter_count"]["arms"]
     assert by_layer(arms["base"], "selectivity") == [0.5, 0.5]
+    assert by_layer(arms["positive_control"], "selectivity") == [1.0, 1.0]  # the tuned part
     with pytest.raises(SystemExit, match="no such file"):
         main(["arms", str(study), "--base", str(tmp_path / "missing.json")])
 

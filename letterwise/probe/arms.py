@@ -108,12 +108,17 @@ def compare(
 
 
 def study_probes(study_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
-    """arm -> seed -> probe result, for every <arm>-seed<k>/probe.json directly under study_dir."""
+    """arm -> seed -> probe result, for every <arm>-seed<k>/probe.json directly under study_dir.
+    A run made with the probe stage saved the stage's details (base and tuned): its tuned part
+    is the arm's result, as `python -m letterwise.probe study` writes it."""
     found: dict[str, dict[int, dict[str, Any]]] = {}
     for path in sorted(study_dir.glob("*/probe.json")):
         match = RUN_FOLDER.match(path.parent.name)
         if match and match["arm"] in ARMS:
-            found.setdefault(match["arm"], {})[int(match["seed"])] = json.loads(path.read_text())
+            result = json.loads(path.read_text())
+            if "tuned" in result:
+                result = {"model": result.get("model"), **result["tuned"]}
+            found.setdefault(match["arm"], {})[int(match["seed"])] = result
     return found
 
 
