@@ -47,24 +47,3 @@ def test_the_model_card_quotes_the_verdict_sentence_when_the_folder_has_one(tmp_
     (tmp_path / "verdict.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(CardError, match="no verdict `sentence`"):
         verdict_of(tmp_path)
-
-
-def test_the_card_quotes_the_study_verdict_of_its_model_before_the_pilot(tmp_path):
-    from letterwise.publishing.folder import card_verdict
-
-    study, pilot = tmp_path / "study", tmp_path / "controls"
-    pilot.mkdir()
-    (pilot / "verdict.json").write_text(json.dumps({"sentence": "PILOT-SENTENCE"}))
-    chosen = card_verdict("toy", study, pilot)
-    assert chosen["verdict"]["sentence"] == "PILOT-SENTENCE"
-    assert "pilot" in chosen["verdict_source"]
-    (study / "toy").mkdir(parents=True)
-    (study / "toy" / "verdict.json").write_text(json.dumps({"sentence": "STUDY-SENTENCE"}))
-    chosen = card_verdict("toy", study, pilot)
-    assert chosen["verdict"]["sentence"] == "STUDY-SENTENCE"
-    assert chosen["verdict_source"] == "the powered study, toy, test split"
-    assert "**Verdict (the powered study, toy, test split):** STUDY-SENTENCE" in verdict_section(
-        chosen["verdict"], chosen["verdict_source"]
-    )
-    # another model's study verdict is not this model's
-    assert card_verdict("other", study, pilot)["verdict"]["sentence"] == "PILOT-SENTENCE"

@@ -434,12 +434,11 @@ def verdict_of(metrics_dir: Path) -> dict[str, Any] | None:
     return verdict
 
 
-def verdict_section(verdict: dict[str, Any] | None, source: str = "treatment vs controls") -> str:
-    """The verdict sentence, quoted as computed (the same sentence the report and README use),
-    with where it comes from."""
+def verdict_section(verdict: dict[str, Any] | None) -> str:
+    """The verdict sentence, quoted as computed (the same sentence the report and README use)."""
     if verdict is None:
         return ""
-    return f"\n**Verdict ({source}):** {verdict['sentence'].strip()}\n"
+    return f"\n**Verdict (treatment vs controls):** {verdict['sentence'].strip()}\n"
 
 
 def model_card(
@@ -454,10 +453,9 @@ def model_card(
     load_back: dict[str, Any],
     merged: bool,
     verdict: dict[str, Any] | None = None,
-    verdict_source: str = "treatment vs controls",
 ) -> ModelCard:
     """The model card for the published folder; every value is read from the arguments.
-    `verdict` (a verdict.json, see `verdict_of`) adds its sentence, labelled `verdict_source`."""
+    `verdict` (docs/results/controls/verdict.json, see `verdict_of`) adds its sentence."""
     preset = resolve_preset(params.model)
     base_id = base_model_id(params)
     settings = eval_settings(eval_metrics)
@@ -528,7 +526,7 @@ own vocabulary ("Spell 'berry'" → "b e r r y"). It is the artefact of the lett
 experiment: does knowing the letters inside tokens **transfer** to letter-position ("What is
 the 3rd letter of 'X'?") and letter-count ("How many 'r's are in 'X'?") questions that were
 never trained? Evaluated on held-out English words, base vs fine-tuned on the same questions.
-{verdict_section(verdict, verdict_source)}
+{verdict_section(verdict)}
 ## Intended use and limits
 - For research on tokenization and character-level knowledge; not a general assistant.
 - Trained on single-word spelling prompts; behaviour on other tasks is whatever the base

@@ -37,28 +37,9 @@ from letterwise.publishing.load_back import (
 
 DATASET_SUBDIR = "dataset"  # the dataset repo, inside the published folder
 METRICS_SUBDIR = "metrics"  # copies of the metrics the card was built from
-# the cross-arm verdict (python -m letterwise.eval.verdict); the card quotes its sentence: the
-# powered study's for the card's model where it exists (<study>/<model>/verdict.json), else the
-# pilot's
+# the cross-arm verdict (python -m letterwise.eval.verdict); the card quotes its sentence
 VERDICT_DIR = Path("docs/results/controls")
-STUDY_DIR = Path("docs/results/study")
 ADAPTER_SKIP = {"README.md"}  # peft's placeholder card; ours replaces it
-
-
-def card_verdict(
-    model: str, study_dir: Path = STUDY_DIR, pilot_dir: Path = VERDICT_DIR
-) -> dict[str, Any]:
-    """The verdict the card quotes and its label: the powered study's test-split verdict for
-    this model preset if committed, else the pilot's (n = 200 per task)."""
-    from letterwise.cards import model_card
-
-    study = model_card.verdict_of(study_dir / model)
-    if study is not None:
-        return {"verdict": study, "verdict_source": f"the powered study, {model}, test split"}
-    return {
-        "verdict": model_card.verdict_of(pilot_dir),
-        "verdict_source": "the pilot, treatment vs controls, n = 200 per task",
-    }
 
 
 def copy_adapter(adapter_dir: Path, folder: Path, params: Params) -> None:
@@ -197,7 +178,7 @@ def build_folder(
         generation=sampling,
         load_back=load_back,
         merged=params.publish.merge,
-        **card_verdict(params.model),
+        verdict=model_card.verdict_of(VERDICT_DIR),
     )
     card.save(folder / "README.md")
     expected = model_card.eval_results(params, inputs.eval_metrics)
