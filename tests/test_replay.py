@@ -359,16 +359,21 @@ def test_train_stage_trains_on_the_base_models_own_answers_and_reuses_them(
 def test_train_stage_drops_spelled_answers_and_counts_them(
     tmp_path, monkeypatch, letterwise_cache_env
 ):
+    from letterwise.training.replay import ReplayError
     from stages import train
 
     questions = replay_workdir(tmp_path, monkeypatch)
     patch_base_model(monkeypatch, "c-a-t")
-    assert train.main([]) == 0
-    metrics = json.loads(Path("metrics/details/train.json").read_text())
-    assert metrics["replay_rows"] == 0 and metrics["replay_dropped"] == len(questions)
-    assert metrics["examples"] == len(WORDS)  # spelling only: every replay answer spelled
-    replay = json.loads(Path("models/adapter/letterwise.json").read_text())["replay"]
-    assert replay["dropped_by_reason"] == {"truncated": 0, "empty": 0, "letters": len(questions)}
+    # every replay answer spells: none can be a target, so the stage stops before training
+    # (not a spelling-only run under a replay recipe's name) and keeps the answers it made
+    n = len(questions)
+    with pytest.raises(ReplayError, match=rf"only 0 of {n} .*{n} letters"):
+        train.main([])
+    assert not Path("models/adapter").exists()
+    cached = json.loads(Path("models/checkpoints/letterwise_replay.json").read_text())
+    assert cached["stats"]["dropped_by_reason"] == {
+        "truncated": 0, "empty": 0, "letters": len(questions)
+    }  # fmt: skip
 
 
 def test_train_split_answers_are_checked_before_any_model_loads(tmp_path):
@@ -401,3 +406,18 @@ def test_smollm2_answers_replay_questions_in_its_own_words():
     for row in kept[:3]:
         assert row["answer"] == independent_greedy(model, tokenizer, row["question"])
         assert not contains_letter_content(row["answer"])
+
+
+def test_a_replay_whose_answers_never_end_stops_before_training(letterwise_cache_env, tmp_path):
+    from rich.console import Console
+
+    from letterwise.training.replay import ReplayError, replay_targets
+
+    model, tokenizer = scripted_base("Yes", ends=False)  # never ends its turn: all truncated
+    rows = [{"question": q, "answer": None} for q in QUESTIONS]
+    with pytest.raises(ReplayError, match=rf"only 0 of {len(QUESTIONS)} replay answers"):
+        replay_targets(
+            model, tokenizer, rows, cache_dir=tmp_path, model_identity={"name": "scripted"},
+            backend="transformers", console=Console(quiet=True),
+        )  # fmt: skip
+    assert (tmp_path / "letterwise_replay.json").is_file()  # the answers are kept for a look

@@ -31,6 +31,13 @@ REPLAY_MAX_NEW_TOKENS = 48
 REPLAY_BATCH_SIZE = 64  # fixed, not eval.batch_size: batch shape can nudge greedy outputs
 CACHE_FILE = "letterwise_replay.json"  # in the checkpoint directory
 DROP_REASONS = ("truncated", "empty", "letters")
+# Below this share of kept answers the replay is not the recipe any more (a base model that
+# never ends its turn left Gemma 3 270M's negative control 1 training row of 4,000).
+MIN_KEPT_SHARE = 0.5
+
+
+class ReplayError(ValueError):
+    """Too few of the base model's replay answers can be training targets."""
 
 
 def drop_reason(answer: str, answer_tokens: int, max_new_tokens: int) -> str | None:
@@ -176,4 +183,12 @@ def replay_targets(
         f"{summary['rows']} kept, {summary['dropped']} dropped"
         + (f" ({reasons})" if reasons else "")
     )
+    if summary["rows"] < MIN_KEPT_SHARE * summary["questions"]:
+        raise ReplayError(
+            f"only {summary['rows']} of {summary['questions']} replay answers can be training "
+            f"targets (dropped: {reasons}; the minimum is {MIN_KEPT_SHARE:.0%}). A base model "
+            f"that does not end its turn within {REPLAY_MAX_NEW_TOKENS} tokens cannot supply "
+            "its own replay answers; training would run on the few rows left. The answers are "
+            f"cached in {path}; use a model that ends its turns (an instruct model) for replay."
+        )
     return kept, summary
