@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="confirm = the validation check of the recipe; test = the study itself",
     )
     run.add_argument("--model", action="append", help="only this model (repeatable); default all")
+    run.add_argument(
+        "--arm", action="append", help="only this arm (repeatable); default every planned arm"
+    )
     run.add_argument("--limit", type=int, default=None, help="stop after this many runs")
     run.add_argument("--dry-run", action="store_true", help="print the dvc commands, run nothing")
     run.add_argument(
@@ -329,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
             Console().print(f"{model}: {phases} (plan's estimate: {entry['estimate']})")
         return 0
     runs = [r for r in planned_runs(plan, args.phase, args.model) if not is_complete(r)]
+    if args.arm:
+        unknown = sorted(set(args.arm) - {r.arm for r in planned_runs(plan, args.phase)})
+        if unknown:
+            raise PlanError(f"the plan has no arm {', '.join(unknown)} in the {args.phase} phase")
+        runs = [r for r in runs if r.arm in args.arm]
     if args.limit is not None:
         runs = runs[: args.limit]
     if args.dry_run:

@@ -134,3 +134,17 @@ def test_a_resumed_study_runs_at_the_commit_of_its_committed_runs(plan, tmp_path
     commit_run(runs[1], "b" * 40)
     with pytest.raises(study.PlanError, match="several code commits"):
         study.study_commit(plan, runs[2], tmp_path)
+
+
+def test_run_can_be_limited_to_some_arms(tmp_path, monkeypatch, capsys):
+    (tmp_path / "docs/results/study").mkdir(parents=True)
+    (tmp_path / "docs/results/study/plan.yaml").write_text(PLAN)
+    monkeypatch.chdir(tmp_path)
+    assert study.main(["run", "--model", "modela", "--arm", "negative_control", "--dry-run"]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    # modela's two seeds, the negative control only
+    assert [c.split(" -n ")[1].split()[0] for c in commands] == [
+        "study-modela-negative_control-s1", "study-modela-negative_control-s2",
+    ]  # fmt: skip
+    with pytest.raises(study.PlanError, match="no arm placebo"):
+        study.main(["run", "--arm", "placebo", "--dry-run"])
