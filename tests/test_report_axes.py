@@ -134,6 +134,13 @@ def test_another_models_verdict_is_found_beside_the_main_one_and_rendered(tmp_pa
     assert "Table 8.1. The verdict's rule (section 1) on gemma3-270m's own arms" in text
     assert "sentence 0.03" in text and "+0.030 [-0.020, +0.080]" in text.replace("−", "-")
     assert "sentence 0.01" not in text  # the main verdict belongs to section 1
+    assert "Read with care" not in text
+    # a verdict note about a control that kept few replay rows is shown under its table
+    flagged = {**verdict(0.03, False), "notes": [
+        "negative_control-seed42: trained on 1 of 1000 replay rows (...)", "count: other note"]}
+    text = "\n".join(axes.model_verdict_tables({Path("controls-g/verdict.json"): flagged}))
+    assert "**Read with care:**\n\n- negative_control-seed42: trained on 1 of 1000" in text
+    assert "other note" not in text
 
 
 def test_future_work_names_a_recipe_only_when_one_reaches_both_goals(tmp_path):

@@ -496,3 +496,29 @@ def test_an_instrument_pools_only_the_runs_that_measured_it(tmp_path):
         ("negative_control", 1),
         ("positive_control", 1),
     }
+
+
+def test_a_run_that_kept_few_replay_rows_is_flagged(tmp_path):
+    from letterwise.eval.verdict import find_runs
+
+    write_run(tmp_path, "negative_control", 1, {"cloze": BASE})
+    write_run(tmp_path, "negative_control", 2, {"cloze": BASE})
+    write_run(tmp_path, "spelling", 1, {"cloze": SPELLING_GAIN})
+    # seed 1 kept 1 of 1,000 replay rows (as Gemma's base did); seed 2 kept 600 of 1,000;
+    # the spelling arm has no replay at all
+    (tmp_path / "negative_control-seed1" / "train.json").write_text(
+        json.dumps({"replay_rows": 1, "replay_dropped": 999})
+    )
+    (tmp_path / "negative_control-seed2" / "train.json").write_text(
+        json.dumps({"replay_rows": 600, "replay_dropped": 400})
+    )
+    (tmp_path / "spelling-seed1" / "train.json").write_text(
+        json.dumps({"replay_rows": 0, "replay_dropped": 0})
+    )
+    runs, notes = find_runs(tmp_path)
+    assert len(runs) == 3  # flagged, not dropped: the numbers stay re-analysable
+    assert notes == [
+        "negative_control-seed1: trained on 1 of 1000 replay rows (the base model's other "
+        "answers were dropped): not its arm's recipe, so differences against it are not "
+        "controlled ones"
+    ]

@@ -49,6 +49,7 @@ from scipy.stats import norm
 from letterwise.eval.detectors import STRATEGIES
 from letterwise.eval.stats import CONFIDENCE, paired_delta
 from letterwise.io import write_json
+from letterwise.tasks.replay import MIN_KEPT_SHARE
 
 TREATMENT = "spelling"
 NEGATIVE = "negative_control"
@@ -378,7 +379,27 @@ def find_runs(results_dir: str | Path) -> tuple[list[Run], list[str]]:
             raise ValueError(f"{folder.name} and {seen[arm, seed]} are both {arm} seed {seed}")
         seen[arm, seed] = folder.name
         runs.append(Run(arm, seed, folder.name, data["per_question"]))
+        degenerate = _degenerate_replay(folder)
+        if degenerate:
+            notes.append(degenerate)
     return runs, notes
+
+
+def _degenerate_replay(folder: Path) -> str | None:
+    """A note when the run's train.json shows it kept under MIN_KEPT_SHARE of its replay rows:
+    such an arm trained on a few rows, not on its recipe (a control that barely moved)."""
+    path = folder / "train.json"
+    if not path.is_file():
+        return None
+    train = json.loads(path.read_text())
+    kept, dropped = int(train.get("replay_rows") or 0), int(train.get("replay_dropped") or 0)
+    if kept + dropped == 0 or kept >= MIN_KEPT_SHARE * (kept + dropped):
+        return None
+    return (
+        f"{folder.name}: trained on {kept} of {kept + dropped} replay rows (the base model's "
+        "other answers were dropped): not its arm's recipe, so differences against it are not "
+        "controlled ones"
+    )
 
 
 @dataclass

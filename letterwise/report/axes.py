@@ -214,6 +214,10 @@ def model_verdict_tables(model_verdicts: dict[Path, dict[str, Any]]) -> list[str
             *verdict_table(verdict),
             "",
         ]
+        # a note about a run's recipe (a control that kept few replay rows) changes the reading
+        flagged = [n for n in verdict.get("notes") or [] if "replay rows" in str(n)]
+        if flagged:
+            out += ["**Read with care:**", "", *(f"- {n}" for n in flagged), ""]
     return out
 
 

@@ -24,6 +24,11 @@ from dataclasses import dataclass
 
 from letterwise.tasks.common import check_count
 
+# Below this share of the base model's replay answers kept as targets, a replay arm is not its
+# recipe any more (a base model that never ends its turn left Gemma 3 270M's negative control
+# one training row); the train stage refuses it and the verdict flags a saved run that had it.
+MIN_KEPT_SHARE = 0.5
+
 TASK = "replay"
 
 # --------------------------------------------------------------------------- the guard

@@ -24,17 +24,13 @@ from letterwise.chat import prompt_text
 from letterwise.io import write_json
 from letterwise.modeling import import_unsloth
 from letterwise.tasks.common import strip_thinking
-from letterwise.tasks.replay import contains_letter_content
+from letterwise.tasks.replay import MIN_KEPT_SHARE, contains_letter_content
 
 # One-word, number and yes/no answers take a few tokens; a polite sentence around them fits too.
 REPLAY_MAX_NEW_TOKENS = 48
 REPLAY_BATCH_SIZE = 64  # fixed, not eval.batch_size: batch shape can nudge greedy outputs
 CACHE_FILE = "letterwise_replay.json"  # in the checkpoint directory
 DROP_REASONS = ("truncated", "empty", "letters")
-# Below this share of kept answers the replay is not the recipe any more (a base model that
-# never ends its turn left Gemma 3 270M's negative control 1 training row of 4,000).
-MIN_KEPT_SHARE = 0.5
-
 
 class ReplayError(ValueError):
     """Too few of the base model's replay answers can be training targets."""
