@@ -146,20 +146,23 @@ def _difference_layers(
     first: list[dict[str, Any]],
     second: list[dict[str, Any]],
     layers: list[int],
-    *,
-    n_resamples: int,
-    seed: int,
+    weights: np.ndarray,
     level: float,
 ) -> list[dict[str, Any]]:
+    """Per layer, mean selectivity of `first` minus `second` under the shared resampling
+    weights, with its 95% and its simultaneous interval from the one set of samples."""
     rows = []
+    whole = np.ones((1, weights.shape[1]))
     for layer in layers:
         a = [decoded_records(result, task, layer) for result in first]
         b = [decoded_records(result, task, layer) for result in second]
-        shown = compare_groups(task, a, b, n_resamples=n_resamples, seed=seed)
-        wide = compare_groups(task, a, b, n_resamples=n_resamples, seed=seed, confidence=level)
+        samples = group_selectivity(task, a, weights) - group_selectivity(task, b, weights)
+        point = group_selectivity(task, a, whole) - group_selectivity(task, b, whole)
+        low, high = interval(samples)
+        simultaneous = interval(samples, level)
         rows.append({
-            "layer": layer, **shown,
-            "simultaneous_low": wide["ci_low"], "simultaneous_high": wide["ci_high"],
+            "layer": layer, "difference": float(point[0]), "ci_low": low, "ci_high": high,
+            "simultaneous_low": simultaneous[0], "simultaneous_high": simultaneous[1],
         })  # fmt: skip
     return rows
 
@@ -237,7 +240,7 @@ def summarise_arms(
         layers = shared_layers(list(labelled.values()), task)
         level = 1 - (1 - CONFIDENCE) / len(layers)
         arms = {arm: _arm_layers(task, g, layers, weights, level) for arm, g in groups.items()}
-        options = {"n_resamples": n_resamples, "seed": seed, "level": level}
+        options = {"weights": weights, "level": level}
         differences = {
             f"{a} - {b}": _difference_layers(task, groups[a], groups[b], layers, **options)
             for a, b in COMPARISONS
