@@ -122,6 +122,12 @@ class TrainParams(Section):
     save_steps: int = Field(20, ge=1, description="checkpoint every N steps (resume point)")
     load_in_4bit: bool = Field(True, description="4-bit base weights (Unsloth backend only)")
     threads: int | None = Field(None, ge=1, le=512, description="CPU threads; null = all")
+    replay_answer_end: Literal["auto", "turn", "first_line"] = Field(
+        "auto",
+        description="where a base model's replay answer ends: its chat turn, or its first line "
+        "(a pretrained model prompted as Question/Answer never ends a turn); auto = first_line "
+        "for the plain question/answer format, turn for chat templates",
+    )
     seed: int | None = Field(
         None, ge=0, description="training seed (LoRA init, data order); null = the top-level seed"
     )

@@ -133,20 +133,23 @@ def planned_runs(
 
 
 def study_commit(plan: dict[str, Any], run: StudyRun, root: Path = Path(".")) -> str | None:
-    """The code commit the model's committed runs of this phase ran at (their COMMIT files),
-    so that a study resumed in a later session runs every arm on the same code; None when
-    none is committed. Committed runs at different commits are an error."""
-    commits = {
-        (root / r.folder / "COMMIT").read_text().strip()
-        for r in planned_runs(plan, run.phase, [run.model])
-        if is_complete(r, root)
-    }
-    if len(commits) > 1:
-        raise PlanError(
-            f"{run.model} {run.phase} runs are committed at several code commits "
-            f"({', '.join(sorted(c[:7] for c in commits))}): pass --at to choose one"
-        )
-    return commits.pop() if commits else None
+    """The code commit a run goes at: the one its arm's committed runs of this phase ran at
+    (their COMMIT files), else the one the model's ran at, so that a study resumed in a later
+    session runs on the code its runs ran at; None when none is committed. An arm moves to
+    other code only by --at (Gemma's negative control did, for its replay fix: plan.yaml).
+    Several commits to choose from is an error."""
+    committed = [r for r in planned_runs(plan, run.phase, [run.model]) if is_complete(r, root)]
+    same_arm = [r for r in committed if r.arm == run.arm]
+    for group, whose in ((same_arm, f"{run.model} {run.arm}"), (committed, run.model)):
+        commits = {(root / r.folder / "COMMIT").read_text().strip() for r in group}
+        if len(commits) > 1:
+            raise PlanError(
+                f"{whose} {run.phase} runs are committed at several code commits "
+                f"({', '.join(sorted(c[:7] for c in commits))}): pass --at to choose one"
+            )
+        if commits:
+            return commits.pop()
+    return None
 
 
 def is_complete(run: StudyRun, root: Path = Path(".")) -> bool:
@@ -309,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--at",
         default="study",
-        help="the code commit to run at; default: the commit the model's committed runs of the "
-        "phase ran at (every arm on the same code), else HEAD",
+        help="the code commit to run at; default: the commit the arm's committed runs of the "
+        "phase ran at, else the model's (a resumed study stays on its code), else HEAD",
     )
     return parser
 

@@ -421,3 +421,102 @@ def test_a_replay_whose_answers_never_end_stops_before_training(letterwise_cache
             backend="transformers", console=Console(quiet=True),
         )  # fmt: skip
     assert (tmp_path / "letterwise_replay.json").is_file()  # the answers are kept for a look
+
+
+# ------------------------------------------------------------------ where an answer ends
+
+QUESTION = "What is the capital of Peru? Answer with one word."
+
+
+@pytest.mark.parametrize(
+    ("completion", "tokens", "answer", "reason"),
+    [
+        # a base model answers on the first line and runs on into a made-up next question
+        ("Lima\nQuestion: What is the capital of Chile?\nAnswer:\nSantiago", 48, "Lima", None),
+        ("  Lima  \n", 4, "Lima", None),
+        ("\n\nYes, it is.\nQuestion:", 12, "Yes, it is.", None),
+        ("Lima", 3, "Lima", None),  # ended (eos) within the budget, no line break needed
+        ("Answer:\nAnswer:\nAnswer:", 48, "Answer:", "echo"),
+        (f"Question: {QUESTION}\nAnswer:", 48, f"Question: {QUESTION}", "echo"),
+        (f"{QUESTION}\nAnswer:", 48, QUESTION, "echo"),
+        ("Lima Lima Lima Lima", 48, "Lima Lima Lima Lima", "truncated"),  # no line ever ended
+        (" \n ", 3, "", "empty"),
+        ("L-i-m-a\nQuestion:", 20, "L-i-m-a", "letters"),
+    ],
+)
+def test_first_line_answer_of_a_base_model(completion, tokens, answer, reason):
+    from letterwise.training.replay import replay_target
+
+    got = replay_target(completion, tokens, 48, answer_end="first_line", question=QUESTION)
+    assert got == (answer, reason)
+
+
+def test_turn_answers_keep_the_whole_turn_and_never_cut_a_line():
+    from letterwise.training.replay import replay_target
+
+    assert replay_target("Lima\nIt is in Peru.", 9, 48) == ("Lima\nIt is in Peru.", None)
+    assert replay_target("Lima\nQuestion: and", 48, 48) == ("Lima\nQuestion: and", "truncated")
+    assert replay_target("Answer:", 2, 48, question=QUESTION) == ("Answer:", None)  # no echo rule
+    with pytest.raises(ValueError, match="unknown replay answer end 'paragraph'"):
+        replay_target("Lima", 2, 48, answer_end="paragraph")
+
+
+def test_auto_answer_end_follows_the_prompt_format():
+    from types import SimpleNamespace
+
+    from letterwise.gemma3_assets import GEMMA3_QA_TEMPLATE
+    from letterwise.training.replay import answer_end_for
+
+    chatml = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}"
+    )
+    assert answer_end_for(SimpleNamespace(chat_template=GEMMA3_QA_TEMPLATE)) == "first_line"
+    assert answer_end_for(SimpleNamespace(chat_template=chatml)) == "turn"
+    assert answer_end_for(SimpleNamespace(chat_template=chatml), "first_line") == "first_line"
+    assert answer_end_for(SimpleNamespace(chat_template=GEMMA3_QA_TEMPLATE), "turn") == "turn"
+    with pytest.raises(ValueError, match="unknown replay answer end 'line'"):
+        answer_end_for(SimpleNamespace(chat_template=chatml), "line")
+
+
+def test_a_base_model_that_never_ends_its_turn_supplies_its_first_lines(
+    letterwise_cache_env, tmp_path
+):
+    from rich.console import Console
+
+    from letterwise.training.replay import ReplayError, replay_targets
+
+    # writes "Paris", a line break, then "No" forever: its turn never ends
+    model, tokenizer = scripted_base("Paris\nNo", ends=False)
+    rows = [{"question": q, "answer": None} for q in QUESTIONS]
+    common = dict(
+        cache_dir=tmp_path, model_identity={"name": "scripted"}, backend="transformers",
+        console=Console(quiet=True),
+    )  # fmt: skip
+    with pytest.raises(ReplayError, match="replay_answer_end=first_line"):
+        replay_targets(model, tokenizer, rows, answer_end="turn", **common)
+    kept, summary = replay_targets(model, tokenizer, rows, answer_end="first_line", **common)
+    assert [row["answer"] for row in kept] == ["Paris"] * len(QUESTIONS)
+    assert summary["answer_end"] == "first_line" and summary["from_cache"] is False
+    cached = json.loads((tmp_path / "letterwise_replay.json").read_text())
+    assert cached["stats"]["outputs"][0]["completion"].startswith("Paris\nNoNo")
+    again, summary = replay_targets(model, tokenizer, rows, answer_end="first_line", **common)
+    assert summary["from_cache"] is True and again == kept
+
+
+@pytest.mark.slow
+def test_replay_check_on_gemma3_takes_first_lines(tmp_path):
+    from letterwise.training.replay import main
+
+    out = tmp_path / "check.json"
+    argv = ["--model", "gemma3-270m", "--questions", "8", "--seed", "7001", "--out", str(out)]
+    assert main(argv) == 0
+    check = json.loads(out.read_text())
+    assert check["answer_end"] == "first_line" and check["questions"] == 8
+    assert check["rows"] == sum(o["dropped"] is None for o in check["outputs"])
+    assert check["kept_share"] == check["rows"] / 8
+    assert sum(f["questions"] for f in check["by_family"].values()) == 8
+    for output in check["outputs"]:
+        if output["dropped"] is None:
+            assert "\n" not in output["answer"]
+            assert output["completion"].lstrip().startswith(output["answer"])

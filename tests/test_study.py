@@ -118,6 +118,7 @@ def test_compute_spent_sums_every_committed_timing_per_phase(plan, tmp_path):
 
 
 def test_a_resumed_study_runs_at_the_commit_of_its_committed_runs(plan, tmp_path):
+    # modela's runs in order: spelling s1, negative s1, spelling s2, negative s2
     runs = study.planned_runs(plan, "test", ["modela"])
     assert study.study_commit(plan, runs[1], tmp_path) is None  # nothing committed: HEAD
     names = ["eval_position.json", "eval_spelling.json", "train.json", "timing.json"]
@@ -130,10 +131,29 @@ def test_a_resumed_study_runs_at_the_commit_of_its_committed_runs(plan, tmp_path
         (folder / "COMMIT").write_text(sha + "\n")
 
     commit_run(runs[0], "a" * 40)
-    assert study.study_commit(plan, runs[1], tmp_path) == "a" * 40
+    assert study.study_commit(plan, runs[1], tmp_path) == "a" * 40  # the model's commit
+    assert study.study_commit(plan, runs[2], tmp_path) == "a" * 40
+    # an arm moved to other code (--at) stays there; the other arm stays on its own
     commit_run(runs[1], "b" * 40)
-    with pytest.raises(study.PlanError, match="several code commits"):
-        study.study_commit(plan, runs[2], tmp_path)
+    assert study.study_commit(plan, runs[3], tmp_path) == "b" * 40
+    assert study.study_commit(plan, runs[2], tmp_path) == "a" * 40
+    commit_run(runs[2], "c" * 40)  # spelling s1 at a, spelling s2 at c
+    with pytest.raises(study.PlanError, match="modela spelling test runs are committed at several"):
+        study.study_commit(plan, runs[0], tmp_path)
+    other = study.planned_runs(plan, "test", ["modelb"])
+    assert study.study_commit(plan, other[0], tmp_path) is None  # another model: its own
+
+
+def test_an_arm_with_no_runs_cannot_choose_among_its_models_commits(plan, tmp_path):
+    runs = study.planned_runs(plan, "test", ["modela"])
+    for run, sha in ((runs[0], "a"), (runs[2], "c")):  # spelling s1 at a, spelling s2 at c
+        folder = tmp_path / run.folder
+        folder.mkdir(parents=True)
+        for name in ("eval_position.json", "eval_spelling.json", "train.json", "timing.json"):
+            (folder / name).write_text("{}")
+        (folder / "COMMIT").write_text(sha * 40 + "\n")
+    with pytest.raises(study.PlanError, match="modela test runs are committed at several"):
+        study.study_commit(plan, runs[1], tmp_path)  # negative s1: a or c?
 
 
 def test_run_can_be_limited_to_some_arms(tmp_path, monkeypatch, capsys):

@@ -46,7 +46,7 @@ from letterwise.training.data import (
     split_replay,
     token_lengths,
 )
-from letterwise.training.replay import replay_targets
+from letterwise.training.replay import answer_end_for, replay_targets
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -449,6 +449,7 @@ def run_training(
             model_identity=identity,
             backend=backend,
             console=console,
+            answer_end=answer_end_for(tokenizer, train.replay_answer_end),
         )
         answered = answered + replay_answers
     pairs = sft_dataset(tokenizer, answered)
