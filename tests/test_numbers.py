@@ -39,11 +39,20 @@ def test_intervals_of_accuracies_and_deltas():
 
 def test_the_model_card_quotes_the_verdict_sentence_when_the_folder_has_one(tmp_path):
     assert verdict_of(tmp_path) is None
-    assert verdict_section(None) == ""
+    assert verdict_section([]) == ""
     sentence = "TEST-SENTENCE: no transfer survives the controls."
-    (tmp_path / "verdict.json").write_text(json.dumps({"sentence": sentence, "rows": []}))
+    arms = {"spelling": [1, 2, 3], "negative_control": [1, 2, 3]}
+    outcome = {"treatment_minus_negative": {"n_questions": 1000}}
+    (tmp_path / "verdict.json").write_text(
+        json.dumps({"sentence": sentence, "rows": [], "arms": arms,
+                    "outcomes": {"position": outcome, "count": outcome}})
+    )  # fmt: skip
     verdict = verdict_of(tmp_path)
-    assert verdict is not None and sentence in verdict_section(verdict)
+    section = verdict_section([("the study", verdict)])
+    assert (
+        "**Verdict, the study (n = 1,000 questions per task; 3 seed(s) per arm):** "
+        "TEST-SENTENCE: no transfer survives the controls." in section
+    )
     (tmp_path / "verdict.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(CardError, match="no verdict `sentence`"):
         verdict_of(tmp_path)

@@ -800,3 +800,36 @@ def test_card_states_measured_harm_small_p_values_and_the_exact_base_weights(tmp
     assert '"content": "Spell \'strawberry\' letter by letter' in text
     for section in ("## Risks", "## Compute", "## Citation"):
         assert section in text
+
+
+# ---------------------------------------------------------------- the verdicts the card quotes
+
+
+def test_every_verdict_the_card_quotes_is_a_publish_dependency():
+    from letterwise.publishing.folder import VERDICTS
+
+    deps = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["publish"]["deps"]
+    for model, entries in VERDICTS.items():
+        for _, folder in entries:
+            file = (folder / "verdict.json").as_posix()
+            assert file in deps or folder.as_posix() in deps, (model, file)
+
+
+def test_card_quotes_the_study_then_the_pilot_where_each_verdict_exists(tmp_path):
+    from letterwise.publishing.folder import card_verdicts
+
+    assert card_verdicts("smollm2-135m", tmp_path) == []
+    pilot = tmp_path / "docs/results/controls"
+    pilot.mkdir(parents=True)
+    (pilot / "verdict.json").write_text(json.dumps({"sentence": "pilot says"}))
+    assert [label for label, _ in card_verdicts("smollm2-135m", tmp_path)] == [
+        "pilot, superseded by the study"
+    ]
+    study = tmp_path / "docs/results/study/smollm2-135m"
+    study.mkdir(parents=True)
+    (study / "verdict.json").write_text(json.dumps({"sentence": "study says"}))
+    quoted = card_verdicts("smollm2-135m", tmp_path)
+    assert [v["sentence"] for _, v in quoted] == ["study says", "pilot says"]
+    # a model without a finished study or a valid pilot quotes none (Gemma's pilot control
+    # trained on one replay row), whatever folders exist
+    assert card_verdicts("gemma3-270m", tmp_path) == []

@@ -434,11 +434,29 @@ def verdict_of(metrics_dir: Path) -> dict[str, Any] | None:
     return verdict
 
 
-def verdict_section(verdict: dict[str, Any] | None) -> str:
-    """The verdict sentence, quoted as computed (the same sentence the report and README use)."""
-    if verdict is None:
-        return ""
-    return f"\n**Verdict (treatment vs controls):** {verdict['sentence'].strip()}\n"
+def verdict_scope(verdict: dict[str, Any]) -> str:
+    """What a verdict rests on, read from it: questions per task and seeds per arm."""
+    sizes = sorted(
+        {o["treatment_minus_negative"]["n_questions"] for o in verdict.get("outcomes", {}).values()}
+    )
+    seeds = sorted({len(s) for s in verdict.get("arms", {}).values()})
+    parts = []
+    if sizes:
+        parts.append(f"n = {' / '.join(f'{n:,}' for n in sizes)} questions per task")
+    if seeds:
+        parts.append(f"{' / '.join(map(str, seeds))} seed(s) per arm")
+    return "; ".join(parts)
+
+
+def verdict_section(verdicts: list[tuple[str, dict[str, Any]]]) -> str:
+    """Each verdict's sentence, quoted as computed (the same sentence the report and README
+    use), under its label and what it rests on; "" when there is none."""
+    lines = []
+    for label, verdict in verdicts:
+        scope = verdict_scope(verdict)
+        heading = f"{label} ({scope})" if scope else label
+        lines.append(f"\n**Verdict, {heading}:** {verdict['sentence'].strip()}\n")
+    return "".join(lines)
 
 
 def model_card(
@@ -452,10 +470,10 @@ def model_card(
     generation: dict[str, Any],
     load_back: dict[str, Any],
     merged: bool,
-    verdict: dict[str, Any] | None = None,
+    verdicts: list[tuple[str, dict[str, Any]]] = (),
 ) -> ModelCard:
     """The model card for the published folder; every value is read from the arguments.
-    `verdict` (docs/results/controls/verdict.json, see `verdict_of`) adds its sentence."""
+    `verdicts`: (label, verdict.json as `verdict_of` reads it) pairs whose sentences it quotes."""
     preset = resolve_preset(params.model)
     base_id = base_model_id(params)
     settings = eval_settings(eval_metrics)
@@ -526,7 +544,7 @@ own vocabulary ("Spell 'berry'" → "b e r r y"). It is the artefact of the lett
 experiment: does knowing the letters inside tokens **transfer** to letter-position ("What is
 the 3rd letter of 'X'?") and letter-count ("How many 'r's are in 'X'?") questions that were
 never trained? Evaluated on held-out English words, base vs fine-tuned on the same questions.
-{verdict_section(verdict)}
+{verdict_section(list(verdicts))}
 ## Intended use and limits
 - For research on tokenization and character-level knowledge; not a general assistant.
 - Trained on single-word spelling prompts; behaviour on other tasks is whatever the base

@@ -37,8 +37,27 @@ from letterwise.publishing.load_back import (
 
 DATASET_SUBDIR = "dataset"  # the dataset repo, inside the published folder
 METRICS_SUBDIR = "metrics"  # copies of the metrics the card was built from
-# the cross-arm verdict (python -m letterwise.eval.verdict); the card quotes its sentence
-VERDICT_DIR = Path("docs/results/controls")
+# The cross-arm verdicts (python -m letterwise.eval.verdict) the card quotes, per model: the
+# powered study's once its runs are complete, then the pilot's. Each file is a publish dep in
+# dvc.yaml (tests/test_publish.py checks), so a verdict re-computed re-publishes the card.
+VERDICTS: dict[str, tuple[tuple[str, Path], ...]] = {
+    "smollm2-135m": (
+        ("pre-registered study", Path("docs/results/study/smollm2-135m")),
+        ("pilot, superseded by the study", Path("docs/results/controls")),
+    ),
+}
+
+
+def card_verdicts(model: str, root: Path = Path(".")) -> list[tuple[str, dict]]:
+    """(label, verdict) for each verdict the card of `model` quotes, where its file exists."""
+    from letterwise.cards.model_card import verdict_of
+
+    found = []
+    for label, folder in VERDICTS.get(model, ()):
+        verdict = verdict_of(root / folder)
+        if verdict is not None:
+            found.append((label, verdict))
+    return found
 ADAPTER_SKIP = {"README.md"}  # peft's placeholder card; ours replaces it
 
 
@@ -178,7 +197,7 @@ def build_folder(
         generation=sampling,
         load_back=load_back,
         merged=params.publish.merge,
-        verdict=model_card.verdict_of(VERDICT_DIR),
+        verdicts=card_verdicts(params.model),
     )
     card.save(folder / "README.md")
     expected = model_card.eval_results(params, inputs.eval_metrics)
