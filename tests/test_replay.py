@@ -372,8 +372,9 @@ def test_train_stage_drops_spelled_answers_and_counts_them(
     assert not Path("models/adapter").exists()
     cached = json.loads(Path("models/checkpoints/letterwise_replay.json").read_text())
     assert cached["stats"]["dropped_by_reason"] == {
-        "truncated": 0, "empty": 0, "letters": len(questions)
+        "truncated": 0, "empty": 0, "echo": 0, "letters": len(questions)
     }  # fmt: skip
+    assert cached["stats"]["answer_end"] == "turn"  # qwen3-tiny has a chat template
 
 
 def test_train_split_answers_are_checked_before_any_model_loads(tmp_path):
