@@ -14,6 +14,7 @@ the `EvalResult`s it was written from, and those must round-trip through
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -448,7 +449,7 @@ def verdict_scope(verdict: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def verdict_section(verdicts: list[tuple[str, dict[str, Any]]]) -> str:
+def verdict_section(verdicts: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """Each verdict's sentence, quoted as computed (the same sentence the report and README
     use), under its label and what it rests on; "" when there is none."""
     lines = []
@@ -470,7 +471,7 @@ def model_card(
     generation: dict[str, Any],
     load_back: dict[str, Any],
     merged: bool,
-    verdicts: list[tuple[str, dict[str, Any]]] = (),
+    verdicts: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> ModelCard:
     """The model card for the published folder; every value is read from the arguments.
     `verdicts`: (label, verdict.json as `verdict_of` reads it) pairs whose sentences it quotes."""
@@ -544,7 +545,7 @@ own vocabulary ("Spell 'berry'" → "b e r r y"). It is the artefact of the lett
 experiment: does knowing the letters inside tokens **transfer** to letter-position ("What is
 the 3rd letter of 'X'?") and letter-count ("How many 'r's are in 'X'?") questions that were
 never trained? Evaluated on held-out English words, base vs fine-tuned on the same questions.
-{verdict_section(list(verdicts))}
+{verdict_section(verdicts)}
 ## Intended use and limits
 - For research on tokenization and character-level knowledge; not a general assistant.
 - Trained on single-word spelling prompts; behaviour on other tasks is whatever the base

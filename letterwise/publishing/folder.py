@@ -37,6 +37,7 @@ from letterwise.publishing.load_back import (
 
 DATASET_SUBDIR = "dataset"  # the dataset repo, inside the published folder
 METRICS_SUBDIR = "metrics"  # copies of the metrics the card was built from
+ADAPTER_SKIP = {"README.md"}  # peft's placeholder card; ours replaces it
 # The cross-arm verdicts (python -m letterwise.eval.verdict) the card quotes, per model: the
 # powered study's once its runs are complete, then the pilot's. Each file is a publish dep in
 # dvc.yaml (tests/test_publish.py checks), so a verdict re-computed re-publishes the card.
@@ -58,7 +59,6 @@ def card_verdicts(model: str, root: Path = Path(".")) -> list[tuple[str, dict]]:
         if verdict is not None:
             found.append((label, verdict))
     return found
-ADAPTER_SKIP = {"README.md"}  # peft's placeholder card; ours replaces it
 
 
 def copy_adapter(adapter_dir: Path, folder: Path, params: Params) -> None:
