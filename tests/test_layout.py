@@ -172,12 +172,18 @@ def stub_outputs(project: Path) -> None:
 def test_touching_one_core_module_reruns_exactly_the_stages_that_use_it(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
-    # docs/results/controls: the committed control-arm runs the model card's verdict quotes
-    for name in ("dvc.yaml", "params.yaml", "letterwise", "stages", "docs/results/controls"):
+    # docs/: the committed results the model card's verdicts quote (the controls pilot and
+    # each study verdict), every docs path any stage depends on
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"].values()
+    docs_deps = sorted(
+        {dep for spec in stages for dep in spec.get("deps", []) if dep.startswith("docs/")}
+    )
+    for name in ("dvc.yaml", "params.yaml", "letterwise", "stages", *docs_deps):
         source = REPO_ROOT / name
         if source.is_dir():
             shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, project / name)
     git(project, "init", "-q")
     dvc(project, "init", "-q")
