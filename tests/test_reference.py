@@ -268,6 +268,32 @@ def test_readme_verdict_paragraph_quotes_the_committed_verdict():
     assert not missing, f"README's verdict paragraph does not quote verdict.json: {missing}"
 
 
+STUDY_VERDICTS = sorted(
+    p.relative_to(REPO_ROOT) for p in REPO_ROOT.glob("docs/results/study/*/verdict.json")
+)
+
+
+@pytest.mark.parametrize("path", STUDY_VERDICTS, ids=str)
+def test_readme_quotes_each_study_verdict(path):
+    """README's study paragraphs name, per task, the outcome, spelling minus the negative
+    control with its interval, and the minimum detectable effect that verdict.json holds (so a
+    verdict recomputed after a run lands must be quoted again)."""
+    from letterwise.numbers import ci
+
+    outcomes = json.loads((REPO_ROOT / path).read_text())["outcomes"]
+    readme = " ".join((REPO_ROOT / "README.md").read_text().replace("\u2212", "-").split())
+    expected = []
+    for outcome in outcomes.values():
+        expected += [
+            ci(outcome["treatment_minus_negative"], sign=True).replace("\u2212", "-"),
+            f"{outcome['mde']:.3f}",
+        ]
+        if outcome.get("margin") is not None:
+            expected.append(f"±{outcome['margin']:.3f}")
+    missing = [text for text in expected if text not in readme]
+    assert not missing, f"README does not quote {path}: {missing}"
+
+
 def test_reproduction_guide_quotes_the_dose_response_with_the_controls():
     """Section 10 carries the verdict's format-neutral rows at every step count as the report's
     dose table renders them: docs/results/dose/steps<N>/verdict.json beside the default
