@@ -46,6 +46,14 @@ VERDICTS: dict[str, tuple[tuple[str, Path], ...]] = {
         ("pre-registered study", Path("docs/results/study/smollm2-135m")),
         ("pilot, superseded by the study", Path("docs/results/controls")),
     ),
+    "gemma3-270m": (
+        ("pre-registered study", Path("docs/results/study/gemma3-270m")),
+        # that pilot's negative control dropped all but one replay row (its train.json)
+        (
+            "pilot, superseded by the study; its negative control is not valid",
+            Path("docs/results/controls-gemma3-270m"),
+        ),
+    ),
 }
 
 
