@@ -20,6 +20,9 @@ The reading uses intervals simultaneous over the layers (Bonferroni: 1 − 0.05 
 - `present, not shown in the negative control`: the spelling arm is above 0 somewhere, the
   negative control nowhere, and no layer's difference is shown.
 The CI covers the words, not the seeds; the seed-to-seed row says how far seeds alone move it.
+So a shown difference no larger, at any layer where it is shown, than one arm's two seeds differ
+at that layer reads `within seed-to-seed variation`: the words cannot tell it from a reseed.
+(Conservative: a single-seed gap has twice the seed variance of a two-seed mean difference.)
 """
 
 from __future__ import annotations
@@ -167,18 +170,33 @@ def _difference_layers(
     return rows
 
 
+def beyond_seeds(shown: list[dict[str, Any]], seed_to_seed: Sequence[list[dict[str, Any]]]) -> bool:
+    """Whether some shown layer's difference is larger than every same-layer seed-to-seed gap
+    (True where no arm has two probed seeds: there is nothing to compare against)."""
+    if not seed_to_seed:
+        return True
+    gaps: dict[int, float] = {}
+    for rows in seed_to_seed:
+        for row in rows:
+            gaps[row["layer"]] = max(gaps.get(row["layer"], 0.0), abs(row["difference"]))
+    return any(abs(row["difference"]) > gaps.get(row["layer"], 0.0) for row in shown)
+
+
 def reading(
     spelling: list[dict[str, Any]],
     negative: list[dict[str, Any]],
     difference: list[dict[str, Any]],
+    seed_to_seed: Sequence[list[dict[str, Any]]] = (),
 ) -> str:
     """The probe's answer for one task, from simultaneous intervals (see the module doc)."""
     if not any(row["simultaneous_low"] > 0 for row in spelling):
         return "absent"
-    if any(row["simultaneous_low"] > 0 for row in difference):
-        return "more after spelling training"
-    if any(row["simultaneous_high"] < 0 for row in difference):
-        return "less after spelling training"
+    for label, shown in (
+        ("more after spelling training", [r for r in difference if r["simultaneous_low"] > 0]),
+        ("less after spelling training", [r for r in difference if r["simultaneous_high"] < 0]),
+    ):
+        if shown:
+            return label if beyond_seeds(shown, seed_to_seed) else "within seed-to-seed variation"
     if any(row["simultaneous_low"] > 0 for row in negative):
         return "present in both arms"
     return "present, not shown in the negative control"
@@ -262,7 +280,7 @@ def summarise_arms(
             "seed_to_seed": seed_to_seed,
             "reading": reading(
                 arms["spelling"], arms["negative_control"],
-                differences["spelling - negative_control"],
+                differences["spelling - negative_control"], list(seed_to_seed.values()),
             ),
         }  # fmt: skip
     first = next(iter(labelled.values()))
