@@ -190,3 +190,37 @@ def test_compute_line_reads_the_buckets():
     )
     entry["superseded"] = {"runs": 0, "minutes": 0.0}
     assert "superseded" not in compute_line("toy", entry)
+
+
+def test_what_would_decide_each_inconclusive_outcome() -> None:
+    from letterwise.report.study import what_would_decide
+
+    tested = {"delta": 0.04, "ci_low": 0.03, "ci_high": 0.05, "n_questions": 1000}
+    # the positive control unseen (no habit named): no margin, so a margin is what is missing
+    unseen = what_would_decide(
+        {"detects_positive_control": False, "positive_control_explained_by": []},
+        {"outcome": "inconclusive", "treatment_minus_negative": tested},
+    )
+    assert unseen.startswith("an instrument or recipe that sees the positive control")
+    assert "not above 0" in unseen
+    # seen, with a margin the interval is too wide for: 4,000 questions of 1,000
+    wide = what_would_decide(
+        {"detects_positive_control": True},
+        {"outcome": "inconclusive", "treatment_minus_negative": tested, "margin": 0.02,
+         "n_for_margin": 4000, "treatment_minus_negative_tost": tested},
+    )  # fmt: skip
+    assert wide == (
+        "a 90% interval inside ±0.020, for equivalence: about 4,000 questions (now 1,000) "
+        "at this seed-to-seed spread"
+    )
+    # a habit explains the gain and the interval is already narrow: more n would not help
+    habit = what_would_decide(
+        {"detects_positive_control": True, "explained_by": ["first_letter"]},
+        {"outcome": "inconclusive", "treatment_minus_negative": tested, "margin": 0.038,
+         "n_for_margin": 280, "treatment_minus_negative_tost": tested},
+    )  # fmt: skip
+    assert "first_letter habit gets wrong" in habit
+    assert "[+0.030, +0.050] is narrower than the ±0.038 band" in habit
+    # decided outcomes need nothing
+    assert what_would_decide({}, {"outcome": "equivalent"}) is None
+    assert what_would_decide({}, {"outcome": "transfer"}) is None

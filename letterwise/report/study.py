@@ -146,6 +146,64 @@ def habit_table(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
     return lines if found else []
 
 
+def what_would_decide(row: dict[str, Any], outcome: dict[str, Any]) -> str | None:
+    """For one inconclusive task, what the verdict says stands between it and a decision,
+    read from its fields: an unseen positive control, a habit that explains the gain, or an
+    interval wider than the margin at this n."""
+    if outcome.get("outcome") != "inconclusive":
+        return None
+    n = (outcome.get("treatment_minus_negative") or {}).get("n_questions")
+    needs = []
+    if not row.get("detects_positive_control"):
+        explained = row.get("positive_control_explained_by") or []
+        why = f"explained by {', '.join(explained)}" if explained else "not above 0"
+        needs.append(
+            f"an instrument or recipe that sees the positive control (here {why}), so that a "
+            "margin exists"
+        )
+    habits = row.get("explained_by") or []
+    if habits:
+        habit = f"{' and '.join(habits)} habit" + ("s get" if len(habits) > 1 else " gets")
+        needs.append(
+            f"a gain that survives on the questions the {habit} wrong (Table 1b), for transfer"
+        )
+    margin, wanted = outcome.get("margin"), outcome.get("n_for_margin")
+    narrow = _interval(outcome.get("treatment_minus_negative_tost"))
+    if margin and wanted and n and wanted > n:
+        needs.append(
+            f"a 90% interval inside ±{margin:.3f}, for equivalence: about {wanted:,} questions "
+            f"(now {n:,}) at this seed-to-seed spread"
+        )
+    elif margin and narrow:
+        needs.append(
+            f"nothing more questions give, for equivalence: the 90% interval "
+            f"[{_signed(narrow[1])}, {_signed(narrow[2])}] is narrower than the ±{margin:.3f} "
+            f"band, but the difference itself ({_signed(narrow[0])}) is at or beyond its edge"
+        )
+    return "; ".join(needs) if needs else None
+
+
+def decide_lines(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
+    """Per family and inconclusive task, what would decide it (what_would_decide)."""
+    lines = []
+    for model, (_, verdict) in study.items():
+        outcomes = verdict.get("outcomes") or {}
+        for row in verdict.get("rows") or []:
+            if row.get("primary") and row.get("task") in outcomes:
+                need = what_would_decide(row, outcomes[row["task"]])
+                if need:
+                    lines.append(f"- {model}, {row['task']}: {need}.")
+    if not lines:
+        return []
+    return [
+        "What would decide each inconclusive outcome, read from its verdict (a new plan, "
+        "committed before new test-split numbers, not a re-reading of these):",
+        "",
+        *lines,
+        "",
+    ]
+
+
 def breakdown_lines(model: str, breakdown: dict[str, Any], path: Path) -> list[str]:
     """Accuracy per arm by true count and token boundary (letterwise.eval.arm_breakdown)."""
     instrument = breakdown.get("primary_instrument", "cloze_calibrated")
@@ -228,6 +286,7 @@ def study_lines(
             *habits,
             "",
         ]
+    out += decide_lines(study)
     for model, (path, breakdown) in (breakdowns or {}).items():
         out += breakdown_lines(model, breakdown, path)
     if "study_equivalence.png" in figures:
