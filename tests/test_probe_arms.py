@@ -106,21 +106,6 @@ def test_readings_by_hand() -> None:
     assert reading(above, above, below) == "less after spelling training"
     assert reading(above, above, zero) == "present in both arms"
     assert reading(above, zero, zero) == "present, not shown in the negative control"
-
-
-def test_a_difference_no_larger_than_a_reseed_is_not_read_as_a_change() -> None:
-    shown = [{"layer": 4, "difference": 0.03, "simultaneous_low": 0.01, "simultaneous_high": 0.05}]
-    # one arm's seeds differ by 0.04 at layer 4 (the sign does not matter), 0.01 at layer 8
-    reseed = [[{"layer": 4, "difference": -0.04}, {"layer": 8, "difference": 0.01}]]
-    assert reading(shown, shown, shown, reseed) == "within seed-to-seed variation"
-    # the same gap at another layer only: the shown difference stands
-    elsewhere = [[{"layer": 4, "difference": 0.02}, {"layer": 8, "difference": 0.09}]]
-    assert reading(shown, shown, shown, elsewhere) == "more after spelling training"
-    lower = [
-        {**shown[0], "difference": -0.03, "simultaneous_low": -0.05, "simultaneous_high": -0.01}
-    ]
-    assert reading(shown, shown, lower, reseed) == "within seed-to-seed variation"
-    assert reading(shown, shown, lower, elsewhere) == "less after spelling training"
     # the same selectivity in both arms: the whole pipeline reads "present in both arms"
     same = summarise_arms(
         {"spelling": {1: probe_file(PERFECT)}, "negative_control": {1: probe_file(PERFECT)}},
@@ -137,6 +122,21 @@ def test_a_difference_no_larger_than_a_reseed_is_not_read_as_a_change() -> None:
     )
     assert by_layer(flat["tasks"]["letter_count"]["arms"]["spelling"], "selectivity") == [-0.5] * 2
     assert flat["tasks"]["letter_count"]["reading"] == "absent"
+
+
+def test_a_difference_no_larger_than_a_reseed_is_not_read_as_a_change() -> None:
+    shown = [{"layer": 4, "difference": 0.03, "simultaneous_low": 0.01, "simultaneous_high": 0.05}]
+    # one arm's seeds differ by 0.04 at layer 4 (the sign does not matter), 0.01 at layer 8
+    reseed = [[{"layer": 4, "difference": -0.04}, {"layer": 8, "difference": 0.01}]]
+    assert reading(shown, shown, shown, reseed) == "within seed-to-seed variation"
+    # the same gap at another layer only: the shown difference stands
+    elsewhere = [[{"layer": 4, "difference": 0.02}, {"layer": 8, "difference": 0.09}]]
+    assert reading(shown, shown, shown, elsewhere) == "more after spelling training"
+    lower = [
+        {**shown[0], "difference": -0.03, "simultaneous_low": -0.05, "simultaneous_high": -0.01}
+    ]
+    assert reading(shown, shown, lower, reseed) == "within seed-to-seed variation"
+    assert reading(shown, shown, lower, elsewhere) == "less after spelling training"
 
 
 def test_files_that_cannot_be_paired_are_refused() -> None:
