@@ -148,8 +148,8 @@ def habit_table(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
 
 def what_would_decide(row: dict[str, Any], outcome: dict[str, Any]) -> str | None:
     """For one inconclusive task, what the verdict says stands between it and a decision,
-    read from its fields: an unseen positive control, a habit that explains the gain, or an
-    interval wider than the margin at this n."""
+    read from its fields: an unseen positive control, a habit that explains the gain, an
+    interval too wide for the margin at this n, or one narrow enough whose centre is not inside."""
     if outcome.get("outcome") != "inconclusive":
         return None
     n = (outcome.get("treatment_minus_negative") or {}).get("n_questions")
@@ -174,7 +174,7 @@ def what_would_decide(row: dict[str, Any], outcome: dict[str, Any]) -> str | Non
             f"a 90% interval inside ±{margin:.3f}, for equivalence: about {wanted:,} questions "
             f"(now {n:,}) at this seed-to-seed spread"
         )
-    elif margin and narrow:
+    elif margin and narrow and narrow[2] - narrow[1] < 2 * margin:
         needs.append(
             f"nothing more questions give, for equivalence: the 90% interval "
             f"[{_signed(narrow[1])}, {_signed(narrow[2])}] is narrower than the ±{margin:.3f} "
