@@ -4,6 +4,7 @@
     python -m letterwise.study run --phase confirm     # the validation check before the test split
     python -m letterwise.study run --phase test --model smollm2-135m
     python -m letterwise.study run --dry-run           # the dvc commands only
+    python -m letterwise.study --plan docs/results/study2/plan.yaml run   # another plan
 
 The plan (docs/results/study/plan.yaml) names the recipe, the n, the arms and the seeds. Each run
 is a `dvc exp run` in a private clone of this repository at the commit being run (so edits made
@@ -13,6 +14,10 @@ scripts/save_run.sh into docs/results/study/<model>/<arm>-seed<k>/ (validation r
 docs/results/study/<model>/validation/steps<N>/), with timing.json, and committed at once: a
 stop at any moment loses at most the run in flight, and the next `run` skips every committed
 folder.
+
+A plan may name its own `results_dir` (default docs/results/study), experiment-name `prefix`
+(default "study") and `code_commit` (the commit its first run goes at; default HEAD): the second
+study re-tests the first study's recipe, at the first study's code, on fresh test words.
 """
 
 from __future__ import annotations
@@ -55,18 +60,20 @@ class StudyRun:
     arm: str
     seed: int
     settings: tuple[tuple[str, Any], ...]  # every -S key=value, in order
+    study_dir: Path = STUDY_DIR  # the plan's results_dir
+    prefix: str = "study"  # the plan's experiment-name prefix
 
     @property
     def name(self) -> str:
         # unique per folder: save_run.sh finds the experiment by name
         if self.phase == "confirm":
             steps = dict(self.settings).get("train.max_steps", "default")
-            return f"study-val-{self.model}-{self.arm}-s{self.seed}-steps{steps}"
-        return f"study-{self.model}-{self.arm}-s{self.seed}"
+            return f"{self.prefix}-val-{self.model}-{self.arm}-s{self.seed}-steps{steps}"
+        return f"{self.prefix}-{self.model}-{self.arm}-s{self.seed}"
 
     @property
     def folder(self) -> Path:
-        base = STUDY_DIR / self.model
+        base = self.study_dir / self.model
         if self.phase == "confirm":
             # one folder per step count: a confirm run at raised steps never overwrites (or is
             # skipped because of) the one that raised them
@@ -96,10 +103,15 @@ def load_plan(path: Path = PLAN_FILE) -> dict[str, Any]:
     if not path.is_file():
         raise PlanError(f"{path} not found: the study runs only from a committed plan")
     plan = yaml.safe_load(path.read_text())
-    for key in ("recipe", "n", "arms", "seeds", "confirm"):
+    for key in ("recipe", "n", "arms", "seeds"):
         if key not in plan:
             raise PlanError(f"{path}: no `{key}` section")
+    plan["_path"] = str(path)
     return plan
+
+
+def results_dir(plan: dict[str, Any]) -> Path:
+    return Path(plan.get("results_dir") or STUDY_DIR)
 
 
 def planned_runs(
@@ -111,6 +123,9 @@ def planned_runs(
         raise PlanError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
     shared = _dotted(plan["recipe"], "recipe") + _dotted(plan["n"], "n")
     if phase == "confirm":
+        confirm = plan.get("confirm")
+        if not isinstance(confirm, dict):
+            raise PlanError(f"{plan.get('_path', PLAN_FILE)}: no `confirm` phase in this plan")
         confirm = plan["confirm"]
         arms, seeds_of = confirm["arms"], {m: confirm["seeds"] for m in plan["seeds"]}
         shared += _dotted(confirm, "confirm") + [("eval.split", "validation")]
@@ -128,7 +143,10 @@ def planned_runs(
             for arm in arms:
                 settings = [("model", model), ("build_dataset.arm", arm), ("train.seed", seed)]
                 merged = dict(settings + shared)  # a later entry (the phase's) wins
-                runs.append(StudyRun(phase, model, arm, int(seed), tuple(merged.items())))
+                runs.append(StudyRun(
+                    phase, model, arm, int(seed), tuple(merged.items()),
+                    results_dir(plan), str(plan.get("prefix") or "study"),
+                ))  # fmt: skip
     return runs
 
 
@@ -177,7 +195,9 @@ def prepare_clone(commit: str, repo: Path = Path(".")) -> Path:
     return clone
 
 
-def run_one(run: StudyRun, commit: str, repo: Path = Path(".")) -> Path:
+def run_one(
+    run: StudyRun, commit: str, repo: Path = Path("."), plan_file: Path = PLAN_FILE
+) -> Path:
     """One run in the clone, saved into the repo and committed; returns its folder."""
     clone = prepare_clone(commit, repo)
     command = run.command()
@@ -190,7 +210,8 @@ def run_one(run: StudyRun, commit: str, repo: Path = Path(".")) -> Path:
     saved.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["bash", "scripts/save_run.sh", run.name, str(saved.relative_to(clone)),
-         f"python -m letterwise.study run --phase {run.phase} (this run: {shown})"],
+         f"python -m letterwise.study --plan {plan_file} run --phase {run.phase} "
+         f"(this run: {shown})"],
         cwd=clone, check=True,
     )  # fmt: skip
     write_json(saved / "timing.json", {
@@ -198,7 +219,9 @@ def run_one(run: StudyRun, commit: str, repo: Path = Path(".")) -> Path:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "cpu": _cpu_model(),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "plan_commit": _git("log", "-1", "--format=%H", "--", str(PLAN_FILE), cwd=clone),
+        # the plan's last commit in this repository (a plan newer than the code it runs at is
+        # not in the clone's checkout)
+        "plan_commit": _git("log", "-1", "--format=%H", "--", str(plan_file), cwd=repo),
     })  # fmt: skip
     dest = repo / run.folder
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -247,13 +270,14 @@ def run_minutes(run: StudyRun, root: Path = Path(".")) -> float | None:
 
 
 def compute_spent(
-    plan: dict[str, Any], root: Path = Path("."), study_dir: Path = STUDY_DIR
+    plan: dict[str, Any], root: Path = Path("."), study_dir: Path | None = None
 ) -> dict[str, dict[str, Any]]:
     """Per model: every committed run's wall time (its timing.json) summed per phase, the
     confirm runs of earlier step counts included, beside the plan's estimate
     (compute_estimate.<model>) and the number of planned test runs. Runs moved to
     `superseded/` (redone at another commit) are compute spent but not study runs: their own
     bucket."""
+    study_dir = results_dir(plan) if study_dir is None else study_dir
     estimates = plan.get("compute_estimate") or {}
     spent: dict[str, dict[str, Any]] = {}
     for model in plan["seeds"]:
@@ -278,7 +302,7 @@ def status_table(plan: dict[str, Any], root: Path = Path(".")) -> Table:
     table = Table(title="the study: planned runs and what is committed")
     for column in ("phase", "run", "folder", "state", "minutes"):
         table.add_column(column)
-    for phase in PHASES:
+    for phase in [p for p in PHASES if p == "test" or isinstance(plan.get("confirm"), dict)]:
         for run in planned_runs(plan, phase):
             done = is_complete(run, root)
             minutes = run_minutes(run, root) if done else None
@@ -294,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--plan", type=Path, default=PLAN_FILE,
+        help="the committed plan to run (default: %(default)s, the first study)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("status", help="list the planned runs and which are committed")
     run = sub.add_parser("run", help="run every planned run not yet committed, in order")
@@ -313,14 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--at",
         default="study",
         help="the code commit to run at; default: the commit the arm's committed runs of the "
-        "phase ran at, else the model's (a resumed study stays on its code), else HEAD",
+        "phase ran at, else the model's (a resumed study stays on its code), else the plan's "
+        "code_commit, else HEAD",
     )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    plan = load_plan()
+    plan = load_plan(args.plan)
     if args.action == "status":
         Console().print(status_table(plan))
         for model, entry in compute_spent(plan).items():
@@ -346,14 +375,21 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:
             print(" ".join(shlex.quote(c) for c in run.command()))
         return 0
-    if _git("status", "--porcelain", "--", str(PLAN_FILE)):
-        raise PlanError(f"{PLAN_FILE} has uncommitted changes: commit the plan before running it")
-    head = _git("rev-parse", "HEAD") if args.at == "study" else _git("rev-parse", args.at)
+    if _git("status", "--porcelain", "--", str(args.plan)) or not _git(
+        "log", "-1", "--format=%H", "--", str(args.plan)
+    ):
+        raise PlanError(f"{args.plan} is not committed as it is: commit the plan before running it")
+    at = args.at
+    if at == "study":
+        at = str(plan.get("code_commit") or "HEAD")
+        head = _git("rev-parse", at)
+    else:
+        head = _git("rev-parse", at)
     console.print(f"{len(runs)} run(s) to go")
     for index, run in enumerate(runs, 1):
         commit = head if args.at != "study" else (study_commit(plan, run) or head)
         console.print(f"[{index}/{len(runs)}] at {commit[:7]}")
-        run_one(run, commit)
+        run_one(run, commit, plan_file=args.plan)
     summary = {r.name: str(r.folder) for r in runs}
     print(json.dumps(summary, indent=1))
     return 0

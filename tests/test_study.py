@@ -73,9 +73,29 @@ def test_unknown_models_and_phases_and_missing_sections_are_named(plan, tmp_path
     with pytest.raises(study.PlanError, match="unknown phase 'train'"):
         study.planned_runs(plan, "train")
     broken = tmp_path / "broken.yaml"
-    broken.write_text(yaml.safe_dump({k: v for k, v in plan.items() if k != "confirm"}))
-    with pytest.raises(study.PlanError, match="no `confirm` section"):
+    broken.write_text(yaml.safe_dump({k: v for k, v in plan.items() if k != "seeds"}))
+    with pytest.raises(study.PlanError, match="no `seeds` section"):
         study.load_plan(broken)
+    # a plan without a confirm phase (the second study) loads; only its confirm phase is refused
+    no_confirm = tmp_path / "no_confirm.yaml"
+    no_confirm.write_text(yaml.safe_dump({k: v for k, v in plan.items() if k != "confirm"}))
+    loaded = study.load_plan(no_confirm)
+    assert len(study.planned_runs(loaded, "test", ["modelb"])) == len(
+        study.planned_runs(plan, "test", ["modelb"])
+    )
+    with pytest.raises(study.PlanError, match="no `confirm` phase"):
+        study.planned_runs(loaded, "confirm")
+
+
+def test_a_plan_names_its_own_results_folder_and_experiment_prefix(plan):
+    second = {**plan, "results_dir": "docs/results/study2", "prefix": "study2"}
+    [run, *_] = study.planned_runs(second, "test", ["modelb"])
+    assert str(run.folder).startswith("docs/results/study2/modelb/")
+    assert run.name.startswith("study2-modelb-")
+    # the first study's names and folders are unchanged
+    [first, *_] = study.planned_runs(plan, "test", ["modelb"])
+    assert str(first.folder).startswith("docs/results/study/modelb/")
+    assert first.name.startswith("study-modelb-")
 
 
 def test_a_run_counts_as_committed_only_with_every_file(plan, tmp_path):

@@ -61,6 +61,10 @@ INSTRUMENT_ORDER = (
     "direct", "choice", "cloze", "cloze_calibrated", "oracle", "two_turn", "spell_first"
 )  # fmt: skip
 OUTCOMES = ("accuracy", "probability")
+# which questions the rule is applied to: all of them (detectors then test whether a habit
+# explains a gain), or only those every detector gets wrong (no habit can score there, so the
+# whole comparison is habit-free by construction; the second study's plan)
+QUESTION_SETS = ("all", "habit_free")
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
 RESULTS_FILE = "eval_position.json"
@@ -81,8 +85,13 @@ class Plan:
     margin_share: float = 0.5
     alpha: float = 0.05
     power: float = 0.8
+    questions: str = "all"
 
     def __post_init__(self) -> None:
+        if self.questions not in QUESTION_SETS:
+            raise ValueError(
+                f"questions {self.questions!r}: expected one of {', '.join(QUESTION_SETS)}"
+            )
         if self.primary_instrument not in FORMAT_NEUTRAL:
             raise ValueError(
                 f"primary instrument {self.primary_instrument!r} is not format-neutral "
@@ -138,6 +147,7 @@ class Plan:
             "margin_share": self.margin_share,
             "alpha": self.alpha,
             "power": self.power,
+            "questions": self.questions,
         }
 
 
@@ -182,6 +192,13 @@ def rule_text(plan: Plan) -> str:
         "intervals of a two-level bootstrap (seeds within each arm, then questions; one set of "
         "question draws per task shared by every arm, instrument and subset). Other "
         "instruments are reported but decide nothing; if an arm is missing nothing is decided."
+        + (
+            " Applied only to the habit-free questions (every strategy detector wrong), so no "
+            "detector can explain an effect and every effect, the positive control's included, "
+            "is habit-free."
+            if plan.questions == "habit_free"
+            else ""
+        )
     )
 
 
@@ -416,6 +433,16 @@ class TaskData:
     def differences(self, arm: str, seeds: list[int], instrument: str) -> np.ndarray:
         keys = [(arm, seed, instrument) for seed in seeds]
         return np.stack([self.tuned[k].astype(float) - self.base[k] for k in keys])
+
+    def restricted(self, keep: np.ndarray) -> TaskData:
+        """The same runs on the questions `keep` only, with no detectors left: the questions
+        were chosen by them (Plan.questions == "habit_free")."""
+        return TaskData(
+            [self.ids[i] for i in keep], self.instruments, {},
+            {key: scores[keep] for key, scores in self.base.items()},
+            {key: scores[keep] for key, scores in self.tuned.items()},
+            dict(self.duplicates),
+        )  # fmt: skip
 
     def habit_free(self) -> np.ndarray:
         """Indexes of the questions every strategy gets wrong."""
@@ -817,6 +844,16 @@ def verdict_from_dir(
     per_seed: list[dict[str, Any]] = []
     outcomes: list[dict[str, Any]] = []
     loaded = {task: load_task(runs, task, plan.outcome_for(task)) for task in _tasks(runs)}
+    habit_free = {task: int(data.habit_free().size) for task, data in loaded.items()}
+    if plan.questions == "habit_free":
+        for task, data in loaded.items():
+            if not habit_free[task]:
+                raise ValueError(f"{task}: no question that every strategy detector gets wrong")
+            notes.append(
+                f"{task}: the rule is applied to the {habit_free[task]} of {len(data.ids)} "
+                f"questions every detector ({', '.join(data.strategies) or 'none'}) gets wrong"
+            )
+        loaded = {task: data.restricted(data.habit_free()) for task, data in loaded.items()}
     for task, data in loaded.items():
         for dropped, kept in data.duplicates.items():
             notes.append(
@@ -831,7 +868,7 @@ def verdict_from_dir(
             outcomes.append({
                 "task": task, "instrument": plan.primary_instrument,
                 "outcome": INCONCLUSIVE if primary is None else primary["outcome"],
-                "row": primary, "habit_free_questions": int(data.habit_free().size),
+                "row": primary, "habit_free_questions": habit_free[task],
             })  # fmt: skip
     return {
         "rule": rule_text(plan),
@@ -942,6 +979,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override the plan's margin as a share of the habit-free positive-control effect",
     )  # fmt: skip
     parser.add_argument(
+        "--questions", choices=QUESTION_SETS, default=None,
+        help="apply the rule to all questions (params.yaml's plan) or only the habit-free ones "
+        "(every detector wrong: the second study's plan)",
+    )  # fmt: skip
+    parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED,
         help="bootstrap random seed (default: %(default)s)",
     )  # fmt: skip
@@ -957,7 +999,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = plan_from_params(
             args.params, primary_instrument=args.instrument, primary_outcome=args.outcome,
-            margin_share=args.margin_share,
+            margin_share=args.margin_share, questions=args.questions,
         )  # fmt: skip
         verdict = verdict_from_dir(
             args.results_dir, plan=plan, seed=args.seed, resamples=args.resamples
