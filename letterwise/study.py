@@ -191,8 +191,18 @@ def prepare_clone(commit: str, repo: Path = Path(".")) -> Path:
     # a run starts from the commit's params and lock, never from the previous run's
     _git("checkout", "-q", "--", ".", cwd=clone)
     cache = (repo / ".dvc" / "cache").resolve()
-    subprocess.run(["dvc", "cache", "dir", "--local", str(cache)], cwd=clone, check=True)
+    subprocess.run(
+        ["dvc", "cache", "dir", "--local", str(cache)], cwd=clone, check=True, env=_tool_env()
+    )
     return clone
+
+
+def _tool_env() -> dict[str, str]:
+    """This environment with the running interpreter's bin folder first on PATH, so `dvc` is the
+    one installed beside letterwise even when the virtual environment is not activated."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
 
 
 def run_one(
@@ -204,7 +214,7 @@ def run_one(
     shown = " ".join(shlex.quote(c) for c in command)
     console.print(f"[bold]{run.name}[/] at {commit[:7]}: {shown}")
     started = time.time()
-    subprocess.run(command, cwd=clone, check=True)
+    subprocess.run(command, cwd=clone, check=True, env=_tool_env())
     seconds = time.time() - started
     saved = clone / "docs/results/study/.saved" / run.folder.name
     saved.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +222,7 @@ def run_one(
         ["bash", "scripts/save_run.sh", run.name, str(saved.relative_to(clone)),
          f"python -m letterwise.study --plan {plan_file} run --phase {run.phase} "
          f"(this run: {shown})"],
-        cwd=clone, check=True,
+        cwd=clone, check=True, env=_tool_env(),
     )  # fmt: skip
     write_json(saved / "timing.json", {
         "wall_seconds": round(seconds, 1),

@@ -203,3 +203,44 @@ def test_a_per_task_outcome_must_name_both_tasks():
         Plan(primary_outcome={"position": "probability"})
     with pytest.raises(ValueError, match="'accurate'"):
         Plan(primary_outcome={"position": "probability", "count": "accurate"})
+
+
+def test_habit_free_questions_only_the_second_studys_rule(tmp_path):
+    # Spelling gains every first-letter question (0..49) and 11 habit-free ones (91, 101, ...,
+    # 191: Q % 10 == 1 from 90 up); the negative control gains the same 11. On all questions
+    # the first-letter habit explains spelling's gain; on the 110 habit-free questions (90..199)
+    # the two arms gain the same, so the difference is exactly 0.
+    habit_free_gain = (Q >= 90) & (Q % 10 == 1)
+    spelling = gain(FIRST_LETTER | habit_free_gain)
+    negative = gain(habit_free_gain)
+    positive = np.ones(N, dtype=bool)
+    write_arms(tmp_path, {"spelling": {"cloze": spelling}, "negative_control": {"cloze": negative},
+                          "positive_control": {"cloze": positive}})  # fmt: skip
+    everything = verdict_from_dir(tmp_path, plan=PLAN)
+    assert row(everything, "cloze")["explained_by"] == ["first_letter"]
+    # first-letter questions 0..49: the base is right on the 10 multiples of 5, spelling on all
+    assert row(everything, "cloze")["treatment_minus_negative"]["delta"] == pytest.approx(40 / 200)
+    habit_free_plan = Plan(
+        primary_instrument="cloze", primary_outcome="accuracy", margin_share=0.5,
+        questions="habit_free",
+    )  # fmt: skip
+    verdict = verdict_from_dir(tmp_path, plan=habit_free_plan)
+    cloze = row(verdict, "cloze")
+    assert cloze["treatment_minus_negative"]["n_questions"] == 110
+    assert cloze["treatment_minus_negative"]["delta"] == pytest.approx(0.0)
+    assert cloze["treatment_minus_negative"]["ci_low"] == pytest.approx(0.0)
+    assert cloze["strategies"] == {} and cloze["explained_by"] == []
+    # the positive control on the same questions: right on all 110, the base on the 22
+    # multiples of 5 there: 88/110 = 0.8, margin 0.4; a difference of exactly 0 is inside it
+    assert cloze["positive_control"]["delta"] == pytest.approx(0.8)
+    assert cloze["margin"] == pytest.approx(0.4)
+    assert verdict["outcomes"]["position"]["outcome"] == "equivalent"
+    assert verdict["outcomes"]["position"]["habit_free_questions"] == 110
+    assert verdict["plan"]["questions"] == "habit_free"
+    assert "habit-free questions" in verdict["rule"]
+    assert any("110 of 200 questions" in note for note in verdict["notes"])
+
+
+def test_an_unknown_question_set_is_refused():
+    with pytest.raises(ValueError, match="questions 'some'"):
+        Plan(questions="some")

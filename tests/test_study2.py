@@ -1,0 +1,62 @@
+"""The second study tests on words the first study never scored (docs/results/study2/plan.yaml).
+
+Read from the committed plans and the committed per-question records, not from the code that
+drew the words: the first study's test words are those in its runs' prediction records.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+FIRST = Path("docs/results/study")
+SECOND = Path("docs/results/study2")
+MODEL = "smollm2-135m"
+
+
+def plan(folder: Path) -> dict:
+    return yaml.safe_load((folder / "plan.yaml").read_text())
+
+
+def scored_words(run: Path) -> set[str]:
+    words = set()
+    for name in ("predictions_eval_position.jsonl.gz", "predictions_eval_spelling.jsonl.gz"):
+        path = run / name
+        if path.is_file():
+            with gzip.open(path, "rt") as lines:
+                words |= {json.loads(line)["word"] for line in lines}
+    return words
+
+
+def runs(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in (folder / MODEL).glob("*-seed*") if (p / "eval_position.json").is_file()
+    )
+
+
+def test_the_second_plan_skips_past_every_word_the_first_one_held_out():
+    # the held-out pool is shuffled once; validation takes its first words, test the next ones
+    first, second = plan(FIRST)["n"], plan(SECOND)["n"]
+    first_end = first["build_dataset.validation_words"] + first["build_dataset.test_words"]
+    assert second["build_dataset.validation_words"] >= first_end == 1400
+    assert second["eval.max_questions"] == second["build_dataset.test_words"] == 1000
+    # the same recipe and code as the first study's SmolLM2 runs
+    assert plan(SECOND)["recipe"]["train.max_steps"] == plan(FIRST)["recipe"]["train.max_steps"]
+    commits = {(run / "COMMIT").read_text().strip() for run in runs(FIRST)}
+    assert commits == {plan(SECOND)["code_commit"]}
+
+
+def test_no_second_study_run_scored_a_word_the_first_study_scored():
+    first_words = set().union(*(scored_words(run) for run in runs(FIRST)))
+    assert len(first_words) == 1000  # the first study's 1,000 test words, every run the same
+    second = runs(SECOND)
+    if not second:
+        pytest.skip("no second-study run committed yet")
+    for run in second:
+        words = scored_words(run)
+        assert len(words) == 1000, run
+        assert not words & first_words, f"{run}: {sorted(words & first_words)[:5]}"
