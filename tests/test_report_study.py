@@ -224,3 +224,41 @@ def test_what_would_decide_each_inconclusive_outcome() -> None:
     # decided outcomes need nothing
     assert what_would_decide({}, {"outcome": "equivalent"}) is None
     assert what_would_decide({}, {"outcome": "transfer"}) is None
+
+
+def test_the_second_study_section_says_how_to_run_it_then_reads_its_verdict(tmp_path):
+    from letterwise.report.study import direction_lines, recipe_search_lines, second_study_lines
+
+    folder = tmp_path / "study2"
+    assert second_study_lines({}, folder) == []  # no plan, no search: no section
+    folder.mkdir()
+    (folder / "plan.yaml").write_text("seeds: {smollm2-135m: [2, 3]}\n")
+    waiting = "\n".join(second_study_lines({}, folder))
+    assert f"--plan {folder / 'plan.yaml'} run" in waiting and "No result" in waiting
+    below = {
+        **VERDICT,
+        "arms": {"spelling": [2, 3], "negative_control": [2, 3], "positive_control": [2, 3]},
+        "outcomes": {
+            "position": outcome("position", "inconclusive", interval(-0.034, -0.040, -0.027),
+                                interval(-0.034, -0.039, -0.028), 0.038, 0.010),
+            "count": outcome("count", "inconclusive", interval(-0.02, -0.06, 0.02),
+                             interval(-0.02, -0.05, 0.01), None, 0.04),
+        },
+    }  # fmt: skip
+    study = {"smollm2-135m": (folder / "smollm2-135m" / "verdict.json", below)}
+    text = "\n".join(second_study_lines(study, folder, {"smollm2-135m": [2, 3]}))
+    assert "Table 1d" in text and "--questions habit_free" in text
+    assert "| smollm2-135m | position | **inconclusive** | −0.034 [−0.040, −0.027] |" in text
+    assert "every planned seed (2, 3) of every arm is pooled" in text
+    # only position's whole interval is below 0: only it is said to answer worse
+    [worse] = direction_lines(study)
+    assert worse.startswith("- smollm2-135m, position: spelling − negative control is below 0")
+    search = {
+        "positive_control": interval(0.10, 0.05, 0.15),
+        "positive_control_habit_free": interval(0.03, -0.01, 0.07),
+        "detects_positive_control": False,
+    }
+    searches = {"smollm2-135m at 1500 steps": (Path("v.json"), {"outcomes": {"count": search}})}
+    [line] = [x for x in recipe_search_lines(searches) if x.startswith("- ")]
+    assert "+0.100 [+0.050, +0.150]" in line and "+0.030 [−0.010, +0.070]" in line
+    assert "does not see it" in line and "n = 1000" in line

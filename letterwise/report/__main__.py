@@ -180,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
+        "--second-study", type=Path, default=Path("docs/results/study2"),
+        help="the second study (fresh test words, habit-free questions): its plan.yaml and "
+        "<model>/verdict.json (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--recipe-search", type=Path, default=Path("docs/results/count_recipe"),
+        help="a validation search for a recipe that makes the count positive control visible: "
+        "<model>/validation/steps<N>/verdict.json (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--probe", type=Path, default=Path("metrics/details/probe.json"),
         help="the probe stage's details: per-layer selectivity and logit lens, base and tuned "
         "(default: %(default)s)",
@@ -241,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         dose=args.dose,
         study=args.study,
         probe=args.probe,
+        second_study=args.second_study,
+        recipe_search=args.recipe_search,
     )
     figures_dir = args.out.parent / f"{args.out.stem}_figures"
     text = render(runs, figures_dir, inputs)

@@ -214,6 +214,14 @@ class Inputs:
     study_compute: dict[str, dict[str, Any]] = field(default_factory=dict)
     # each model's probe comparison of the study's arms (<model>/probe_arms.json)
     study_probes: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    # the second study (fresh test words, habit-free questions): the same three, by model
+    second_study: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    second_study_path: Path = Path("docs/results/study2")
+    second_study_seeds: dict[str, list[int]] = field(default_factory=dict)
+    second_study_compute: dict[str, dict[str, Any]] = field(default_factory=dict)
+    second_study_probes: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    # validation searches for a recipe: <dir>/<model>/validation/steps<N>/verdict.json
+    recipe_searches: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
     # the probe stage's details (letterwise.probe): base vs tuned, per layer
     probe: dict[str, Any] | None = None
     probe_path: Path = Path("metrics/details/probe.json")
@@ -411,6 +419,8 @@ def load_inputs(
     dose: Path | None = None,
     study: Path | None = None,
     probe: Path | None = None,
+    second_study: Path | None = None,
+    recipe_search: Path | None = None,
 ) -> Inputs:
     """Read every side input. A loss curve or predictions file that is named and missing is a
     clear error; the other inputs may be absent, and the report then says so."""
@@ -442,6 +452,16 @@ def load_inputs(
         inputs.study_seeds, inputs.study_breakdowns = load_study_extras(study)
         inputs.study_probes = load_study_probes(study)
         inputs.study_compute = load_study_compute(study)
+    if second_study is not None:
+        inputs.second_study_path = second_study
+        inputs.second_study = load_study(second_study)
+        inputs.second_study_seeds, _ = load_study_extras(second_study)
+        inputs.second_study_compute = load_study_compute(second_study)
+        inputs.second_study_probes = load_study_probes(second_study)
+    if recipe_search is not None and recipe_search.is_dir():
+        for path in sorted(recipe_search.glob("*/validation/steps*/verdict.json")):
+            label = f"{path.parts[-4]} at {path.parent.name.removeprefix('steps')} steps"
+            inputs.recipe_searches[label] = (path, check_verdict(read_json(path), path))
     if probe is not None:
         inputs.probe_path = probe
         if probe.is_file():

@@ -300,3 +300,99 @@ def study_lines(
             "positive control is seen is `transfer`; anything else is `inconclusive`.",
         )
     return out
+
+
+SECOND_RUN_COMMAND = "python -m letterwise.study --plan {plan} run"
+SECOND_VERDICT_COMMAND = "python -m letterwise.eval.verdict {dir}/<model> --questions habit_free"
+
+
+def direction_lines(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
+    """Where spelling − negative control is below 0 with its whole 95% interval: the spelling
+    arm answers worse there (the rule's outcome stays what it is; this says which way)."""
+    lines = []
+    for model, (_, verdict) in study.items():
+        for task, outcome in (verdict.get("outcomes") or {}).items():
+            interval = _interval(outcome.get("treatment_minus_negative"))
+            if interval and interval[2] < 0:
+                lines.append(
+                    f"- {model}, {task}: spelling − negative control is below 0 "
+                    f"({_with_ci(interval)}): on these questions the spelling arm answers "
+                    "worse than the negative control, not better."
+                )
+    return lines
+
+
+def recipe_search_lines(searches: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
+    """Each validation search for a recipe: does its positive control show on count?"""
+    lines = []
+    for label, (path, verdict) in searches.items():
+        count = (verdict.get("outcomes") or {}).get("count") or {}
+        full = _interval(count.get("positive_control"))
+        free = _interval(count.get("positive_control_habit_free"))
+        if full is None:
+            continue
+        seen = "sees" if count.get("detects_positive_control") else "does not see"
+        habit_free = "–" if free is None else _with_ci(free)
+        n = (count.get("positive_control") or {}).get("n_questions")
+        lines.append(
+            f"- {label} (validation, n = {n}; `{path}`): the count positive control gains "
+            f"{_with_ci(full)}, {habit_free} on the questions no habit answers; the primary "
+            f"instrument {seen} it."
+        )
+    if not lines:
+        return []
+    return [
+        "Validation search for a recipe under which the count positive control shows (positive "
+        "control alone, no test split read):",
+        "",
+        *lines,
+        "",
+    ]
+
+
+def second_study_lines(
+    study: dict[str, tuple[Path, dict[str, Any]]],
+    study_dir: Path = Path("docs/results/study2"),
+    planned_seeds: dict[str, list[int]] | None = None,
+    compute: dict[str, dict[str, Any]] | None = None,
+    searches: dict[str, tuple[Path, dict[str, Any]]] | None = None,
+) -> list[str]:
+    """The second study (fresh test words, the rule on the habit-free questions only)."""
+    plan = study_dir / "plan.yaml"
+    if not plan.is_file() and not searches:
+        return []
+    out = ["#### The second study: fresh test words, the questions no habit answers", ""]
+    if plan.is_file():
+        out += [
+            "The first study's SmolLM2 recipe, at the first study's code, asked again on test "
+            "words none of its runs scored, with the rule applied only to the questions every "
+            "strategy detector gets wrong (so no habit can explain an effect, and the margin "
+            f"comes from the positive control on the same questions). Its plan (`{plan}`) "
+            "was committed before any of its numbers, and says why these questions: on them "
+            "the first study's own test split showed its position gain gone.",
+            "",
+        ]
+    if plan.is_file() and not study:
+        out += [
+            "No result of the second study is committed yet: "
+            f"`{SECOND_RUN_COMMAND.format(plan=plan)}`, then "
+            f"`{SECOND_VERDICT_COMMAND.format(dir=study_dir)}`.",
+            "",
+        ]
+    elif study:
+        out += [
+            "Table 1d. The second study's verdict (`"
+            + "`, `".join(str(path) for path, _ in study.values())
+            + f"`, `{SECOND_VERDICT_COMMAND.format(dir=study_dir)}`); n is the number of "
+            "habit-free questions of the 1,000 per task.",
+            "",
+            *outcome_table(study),
+            "",
+        ]
+        for model, (_, verdict) in study.items():
+            out += [f"- {seeds_line(model, verdict, (planned_seeds or {}).get(model))}"]
+            out += [f"- {verdict['sentence'].strip()}"]
+        out += direction_lines(study)
+        out += [*(f"- Compute: {compute_line(m, e)}" for m, e in (compute or {}).items()), ""]
+    out += recipe_search_lines(searches or {})
+    return out

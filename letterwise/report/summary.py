@@ -24,7 +24,7 @@ from letterwise.report.loading import (
     instrument_label,
     instrument_sections,
 )
-from letterwise.report.study import study_lines
+from letterwise.report.study import second_study_lines, study_lines
 
 # --------------------------------------------------------------------------- 1. verdict
 
@@ -59,6 +59,10 @@ def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
         *study_lines(
             inputs.study, figures, inputs.study_path, inputs.study_seeds, inputs.study_breakdowns,
             inputs.study_compute,
+        ),
+        *second_study_lines(
+            inputs.second_study, inputs.second_study_path, inputs.second_study_seeds,
+            inputs.second_study_compute, inputs.recipe_searches,
         ),
     ]
     out += [
