@@ -126,7 +126,6 @@ def planned_runs(
         confirm = plan.get("confirm")
         if not isinstance(confirm, dict):
             raise PlanError(f"{plan.get('_path', PLAN_FILE)}: no `confirm` phase in this plan")
-        confirm = plan["confirm"]
         arms, seeds_of = confirm["arms"], {m: confirm["seeds"] for m in plan["seeds"]}
         shared += _dotted(confirm, "confirm") + [("eval.split", "validation")]
     else:
@@ -389,12 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         "log", "-1", "--format=%H", "--", str(args.plan)
     ):
         raise PlanError(f"{args.plan} is not committed as it is: commit the plan before running it")
-    at = args.at
-    if at == "study":
-        at = str(plan.get("code_commit") or "HEAD")
-        head = _git("rev-parse", at)
-    else:
-        head = _git("rev-parse", at)
+    at = str(plan.get("code_commit") or "HEAD") if args.at == "study" else args.at
+    head = _git("rev-parse", at)
     console.print(f"{len(runs)} run(s) to go")
     for index, run in enumerate(runs, 1):
         commit = head if args.at != "study" else (study_commit(plan, run) or head)
