@@ -4,6 +4,7 @@ nothing is committed yet, on a hand-written verdict (numbers chosen here, not co
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -226,15 +227,28 @@ def test_what_would_decide_each_inconclusive_outcome() -> None:
     assert what_would_decide({}, {"outcome": "transfer"}) is None
 
 
-def test_the_second_study_section_says_how_to_run_it_then_reads_its_verdict(tmp_path):
-    from letterwise.report.study import direction_lines, recipe_search_lines, second_study_lines
+def test_a_follow_up_study_says_how_to_run_it_then_reads_its_verdict(tmp_path):
+    from letterwise.report.loading import load_follow_up
+    from letterwise.report.study import direction_lines, follow_up_sections, recipe_search_lines
 
-    folder = tmp_path / "study2"
-    assert second_study_lines({}, folder) == []  # no plan, no search: no section
+    folder = tmp_path / "study3"
+    assert load_follow_up(folder) is None  # no plan: no study
     folder.mkdir()
-    (folder / "plan.yaml").write_text("seeds: {smollm2-135m: [2, 3]}\n")
-    waiting = "\n".join(second_study_lines({}, folder))
-    assert f"--plan {folder / 'plan.yaml'} run" in waiting and "No result" in waiting
+    (folder / "plan.yaml").write_text(
+        "code_commit: cecc3626ec493b247b96be0ad19e95995933ff4c\n"
+        "recipe: {train.max_steps: 1500}\n"
+        "n: {build_dataset.validation_words: 2400, build_dataset.test_words: 1000}\n"
+        "primary: {questions: habit_free}\n"
+        "arms: [positive_control, spelling, negative_control]\n"
+        "seeds: {smollm2-135m: [1, 2]}\n"
+    )
+    follow_up = load_follow_up(folder)
+    waiting = "\n".join(follow_up_sections([follow_up]))
+    assert "#### The second study" in waiting  # the first follow-up is the second study
+    # words 2,401-3,400: validation takes the first 2,400 of the pool, test the next 1,000
+    assert "1,500 training steps" in waiting and "test words 2,401-3,400" in waiting
+    assert "at code cecc362" in waiting and "smollm2-135m seeds 1, 2" in waiting
+    assert f"--plan {folder / 'plan.yaml'} run" in waiting and "No verdict" in waiting
     below = {
         **VERDICT,
         "arms": {"spelling": [2, 3], "negative_control": [2, 3], "positive_control": [2, 3]},
@@ -246,8 +260,11 @@ def test_the_second_study_section_says_how_to_run_it_then_reads_its_verdict(tmp_
         },
     }  # fmt: skip
     study = {"smollm2-135m": (folder / "smollm2-135m" / "verdict.json", below)}
-    text = "\n".join(second_study_lines(study, folder, {"smollm2-135m": [2, 3]}))
-    assert "Table 1d" in text and "--questions habit_free" in text
+    second = replace(follow_up, verdicts=study, seeds={"smollm2-135m": [2, 3]})
+    text = "\n".join(follow_up_sections([second, replace(second, verdicts={})]))
+    assert "Table 1d" in text and "--questions habit_free" in text and "Table 1e" not in text
+    assert "#### The third study" in text and "No verdict of the third study" in text
+    assert "habit-free questions of the 1,000 per task" in text
     assert "| smollm2-135m | position | **inconclusive** | −0.034 [−0.040, −0.027] |" in text
     assert "every planned seed (2, 3) of every arm is pooled" in text
     # only position's whole interval is below 0: only it is said to answer worse

@@ -1,4 +1,4 @@
-"""The second study tests on words the first study never scored (docs/results/study2/plan.yaml).
+"""Each follow-up study tests on words no earlier study scored (docs/results/study2, study3).
 
 Read from the committed plans and the committed per-question records, not from the code that
 drew the words: the first study's test words are those in its runs' prediction records.
@@ -60,3 +60,29 @@ def test_no_second_study_run_scored_a_word_the_first_study_scored():
         words = scored_words(run)
         assert len(words) == 1000, run
         assert not words & first_words, f"{run}: {sorted(words & first_words)[:5]}"
+
+
+THIRD = Path("docs/results/study3")
+
+
+def test_the_third_plan_skips_past_every_word_the_second_one_held_out():
+    second, third = plan(SECOND)["n"], plan(THIRD)["n"]
+    second_end = second["build_dataset.validation_words"] + second["build_dataset.test_words"]
+    assert third["build_dataset.validation_words"] >= second_end == 2400
+    assert third["eval.max_questions"] == third["build_dataset.test_words"] == 1000
+    # the recipe the count search saw the positive control at, at the same code
+    search = yaml.safe_load(Path("docs/results/count_recipe/plan.yaml").read_text())
+    assert plan(THIRD)["recipe"]["train.max_steps"] == search["recipe"]["train.max_steps"] == 1500
+    assert plan(THIRD)["code_commit"] == search["code_commit"] == plan(SECOND)["code_commit"]
+
+
+def test_no_third_study_run_scored_a_word_an_earlier_study_scored():
+    earlier = set().union(*(scored_words(run) for run in runs(FIRST) + runs(SECOND)))
+    assert len(earlier) == 2000  # 1,000 test words per earlier study, disjoint
+    third = runs(THIRD)
+    if not third:
+        pytest.skip("no third-study run committed yet")
+    for run in third:
+        words = scored_words(run)
+        assert len(words) == 1000, run
+        assert not words & earlier, f"{run}: {sorted(words & earlier)[:5]}"

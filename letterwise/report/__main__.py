@@ -180,9 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--second-study", type=Path, default=Path("docs/results/study2"),
-        help="the second study (fresh test words, habit-free questions): its plan.yaml and "
-        "<model>/verdict.json (default: %(default)s)",
+        "--follow-ups", type=Path, nargs="*",
+        default=[Path("docs/results/study2"), Path("docs/results/study3")],
+        help="the follow-up studies (fresh test words, habit-free questions), in the order they "
+        "ran: each folder's plan.yaml and <model>/verdict.json; one without a plan is skipped "
+        "(default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--recipe-search", type=Path, default=Path("docs/results/count_recipe"),
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         dose=args.dose,
         study=args.study,
         probe=args.probe,
-        second_study=args.second_study,
+        follow_ups=args.follow_ups,
         recipe_search=args.recipe_search,
     )
     figures_dir = args.out.parent / f"{args.out.stem}_figures"

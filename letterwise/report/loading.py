@@ -185,6 +185,30 @@ def save_results(folder: Path, shown: list[dict[str, Any]]) -> None:
 
 
 @dataclass
+class FollowUp:
+    """A follow-up study: its folder, plan, test-split verdicts by model, planned seeds and
+    compute spent (the same reading as the first study's)."""
+
+    path: Path
+    plan: dict[str, Any]
+    verdicts: dict[str, tuple[Path, dict[str, Any]]]
+    seeds: dict[str, list[int]]
+    compute: dict[str, dict[str, Any]]
+
+
+def load_follow_up(study_dir: Path) -> FollowUp | None:
+    """The follow-up study in `study_dir`, or None where it has no plan.yaml."""
+    plan = study_dir / "plan.yaml"
+    if not plan.is_file():
+        return None
+    seeds, _ = load_study_extras(study_dir)
+    return FollowUp(
+        path=study_dir, plan=yaml.safe_load(plan.read_text()) or {},
+        verdicts=load_study(study_dir), seeds=seeds, compute=load_study_compute(study_dir),
+    )  # fmt: skip
+
+
+@dataclass
 class Inputs:
     """Everything besides the runs; each field None/empty where its file is absent, and the
     report then says what is missing and which command makes it."""
@@ -214,12 +238,8 @@ class Inputs:
     study_compute: dict[str, dict[str, Any]] = field(default_factory=dict)
     # each model's probe comparison of the study's arms (<model>/probe_arms.json)
     study_probes: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
-    # the second study (fresh test words, habit-free questions): the same three, by model
-    second_study: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
-    second_study_path: Path = Path("docs/results/study2")
-    second_study_seeds: dict[str, list[int]] = field(default_factory=dict)
-    second_study_compute: dict[str, dict[str, Any]] = field(default_factory=dict)
-    second_study_probes: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
+    # the follow-up studies (fresh test words, habit-free questions), in the order they ran
+    follow_ups: list[FollowUp] = field(default_factory=list)
     # validation searches for a recipe: <dir>/<model>/validation/steps<N>/verdict.json
     recipe_searches: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
     # the probe stage's details (letterwise.probe): base vs tuned, per layer
@@ -419,7 +439,7 @@ def load_inputs(
     dose: Path | None = None,
     study: Path | None = None,
     probe: Path | None = None,
-    second_study: Path | None = None,
+    follow_ups: list[Path] | tuple[Path, ...] = (),
     recipe_search: Path | None = None,
 ) -> Inputs:
     """Read every side input. A loss curve or predictions file that is named and missing is a
@@ -452,15 +472,10 @@ def load_inputs(
         inputs.study_seeds, inputs.study_breakdowns = load_study_extras(study)
         inputs.study_probes = load_study_probes(study)
         inputs.study_compute = load_study_compute(study)
-    if second_study is not None:
-        inputs.second_study_path = second_study
-        inputs.second_study = load_study(second_study)
-        inputs.second_study_seeds, _ = load_study_extras(second_study)
-        inputs.second_study_compute = load_study_compute(second_study)
-        inputs.second_study_probes = load_study_probes(second_study)
+    inputs.follow_ups = [f for f in map(load_follow_up, follow_ups) if f is not None]
     if recipe_search is not None and recipe_search.is_dir():
         for path in sorted(recipe_search.glob("*/validation/steps*/verdict.json")):
-            label = f"{path.parts[-4]} at {path.parent.name.removeprefix('steps')} steps"
+            label = f"{path.parts[-4]} at {int(path.parent.name.removeprefix('steps')):,} steps"
             inputs.recipe_searches[label] = (path, check_verdict(read_json(path), path))
     if probe is not None:
         inputs.probe_path = probe

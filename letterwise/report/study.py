@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from letterwise.report.loading import TASKS
+from letterwise.report.loading import TASKS, FollowUp
 
 STUDY_COMMAND = "python -m letterwise.eval.verdict docs/results/study/<model>"
 RUN_COMMAND = "python -m letterwise.study run --phase test"
@@ -302,8 +302,8 @@ def study_lines(
     return out
 
 
-SECOND_RUN_COMMAND = "python -m letterwise.study --plan {plan} run"
-SECOND_VERDICT_COMMAND = "python -m letterwise.eval.verdict {dir}/<model> --questions habit_free"
+FOLLOW_UP_RUN_COMMAND = "python -m letterwise.study --plan {plan} run"
+FOLLOW_UP_VERDICT_COMMAND = "python -m letterwise.eval.verdict {dir}/<model> --questions habit_free"
 
 
 def direction_lines(study: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
@@ -350,49 +350,75 @@ def recipe_search_lines(searches: dict[str, tuple[Path, dict[str, Any]]]) -> lis
     ]
 
 
-def second_study_lines(
-    study: dict[str, tuple[Path, dict[str, Any]]],
-    study_dir: Path = Path("docs/results/study2"),
-    planned_seeds: dict[str, list[int]] | None = None,
-    compute: dict[str, dict[str, Any]] | None = None,
-    searches: dict[str, tuple[Path, dict[str, Any]]] | None = None,
+ORDINALS = ("second", "third", "fourth", "fifth")
+
+
+def follow_up_intro(follow_up: FollowUp, ordinal: str) -> str:
+    """What the plan fixes, from the plan itself: recipe, fresh words, questions, seeds."""
+    plan = follow_up.plan
+    steps = (plan.get("recipe") or {}).get("train.max_steps")
+    n = plan.get("n") or {}
+    first = int(n.get("build_dataset.validation_words", 0)) + 1
+    last = first + int(n.get("build_dataset.test_words", 0)) - 1
+    seeds = "; ".join(
+        f"{model} seeds {', '.join(map(str, values))}" for model, values in follow_up.seeds.items()
+    )
+    code = str(plan.get("code_commit") or "HEAD")[:7]
+    questions = ((plan.get("primary") or {}).get("questions") or "all").replace("_", "-")
+    return (
+        f"The {ordinal} study: {int(steps or 0):,} training steps for every arm, at code "
+        f"{code}, asked on test words {first:,}-{last:,} of the shuffled held-out pool "
+        f"(words no earlier study scored), {seeds}, with the rule applied to the {questions} "
+        "questions only (those every strategy detector gets wrong, so no habit can explain an "
+        "effect, and the margin comes from the positive control on the same questions). Its "
+        f"plan (`{follow_up.path / 'plan.yaml'}`) was committed before any of its numbers and "
+        "says why it was run."
+    )
+
+
+def follow_up_lines(follow_up: FollowUp, ordinal: str, table: str) -> list[str]:
+    """One follow-up study: what it fixed, then its verdict or how to run it."""
+    study, plan = follow_up.verdicts, follow_up.path / "plan.yaml"
+    words = int((follow_up.plan.get("n") or {}).get("build_dataset.test_words", 0))
+    out = [
+        f"#### The {ordinal} study: fresh test words, the questions no habit answers",
+        "",
+        follow_up_intro(follow_up, ordinal),
+        "",
+    ]
+    if not study:
+        return out + [
+            f"No verdict of the {ordinal} study is committed yet: "
+            f"`{FOLLOW_UP_RUN_COMMAND.format(plan=plan)}` (it resumes from the committed runs), "
+            f"then `{FOLLOW_UP_VERDICT_COMMAND.format(dir=follow_up.path)}`.",
+            "",
+        ]
+    out += [
+        f"Table {table}. The {ordinal} study's verdict (`"
+        + "`, `".join(str(path) for path, _ in study.values())
+        + f"`, `{FOLLOW_UP_VERDICT_COMMAND.format(dir=follow_up.path)}`); n is the number of "
+        f"habit-free questions of the {words:,} per task.",
+        "",
+        *outcome_table(study),
+        "",
+    ]
+    for model, (_, verdict) in study.items():
+        out += [f"- {seeds_line(model, verdict, follow_up.seeds.get(model))}"]
+        out += [f"- {verdict['sentence'].strip()}"]
+    out += direction_lines(study)
+    return out + [*(f"- Compute: {compute_line(m, e)}" for m, e in follow_up.compute.items()), ""]
+
+
+def follow_up_sections(
+    follow_ups: list[FollowUp], searches: dict[str, tuple[Path, dict[str, Any]]] | None = None
 ) -> list[str]:
-    """The second study (fresh test words, the rule on the habit-free questions only)."""
-    plan = study_dir / "plan.yaml"
-    if not plan.is_file() and not searches:
-        return []
-    out = ["#### The second study: fresh test words, the questions no habit answers", ""]
-    if plan.is_file():
-        out += [
-            "The first study's SmolLM2 recipe, at the first study's code, asked again on test "
-            "words none of its runs scored, with the rule applied only to the questions every "
-            "strategy detector gets wrong (so no habit can explain an effect, and the margin "
-            f"comes from the positive control on the same questions). Its plan (`{plan}`) "
-            "was committed before any of its numbers, and says why these questions: on them "
-            "the first study's own test split showed its position gain gone.",
-            "",
-        ]
-    if plan.is_file() and not study:
-        out += [
-            "No result of the second study is committed yet: "
-            f"`{SECOND_RUN_COMMAND.format(plan=plan)}`, then "
-            f"`{SECOND_VERDICT_COMMAND.format(dir=study_dir)}`.",
-            "",
-        ]
-    elif study:
-        out += [
-            "Table 1d. The second study's verdict (`"
-            + "`, `".join(str(path) for path, _ in study.values())
-            + f"`, `{SECOND_VERDICT_COMMAND.format(dir=study_dir)}`); n is the number of "
-            "habit-free questions of the 1,000 per task.",
-            "",
-            *outcome_table(study),
-            "",
-        ]
-        for model, (_, verdict) in study.items():
-            out += [f"- {seeds_line(model, verdict, (planned_seeds or {}).get(model))}"]
-            out += [f"- {verdict['sentence'].strip()}"]
-        out += direction_lines(study)
-        out += [*(f"- Compute: {compute_line(m, e)}" for m, e in (compute or {}).items()), ""]
-    out += recipe_search_lines(searches or {})
+    """Every follow-up study in order; the validation recipe search, which decides the recipe
+    of the studies after the second, comes right after the second."""
+    out: list[str] = []
+    for index, follow_up in enumerate(follow_ups):
+        out += follow_up_lines(follow_up, ORDINALS[index], f"1{chr(ord('d') + index)}")
+        if index == 0:
+            out += recipe_search_lines(searches or {})
+    if not follow_ups:
+        out += recipe_search_lines(searches or {})
     return out

@@ -24,7 +24,7 @@ from letterwise.report.loading import (
     instrument_label,
     instrument_sections,
 )
-from letterwise.report.study import second_study_lines, study_lines
+from letterwise.report.study import follow_up_sections, study_lines
 
 # --------------------------------------------------------------------------- 1. verdict
 
@@ -60,10 +60,7 @@ def verdict_section(inputs: Inputs, figures: Figures) -> list[str]:
             inputs.study, figures, inputs.study_path, inputs.study_seeds, inputs.study_breakdowns,
             inputs.study_compute,
         ),
-        *second_study_lines(
-            inputs.second_study, inputs.second_study_path, inputs.second_study_seeds,
-            inputs.second_study_compute, inputs.recipe_searches,
-        ),
+        *follow_up_sections(inputs.follow_ups, inputs.recipe_searches),
     ]
     out += [
         "### 1b. The pilot (n = 200 per task, 3 seeds; never pooled with the study)",
