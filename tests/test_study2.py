@@ -15,6 +15,7 @@ import yaml
 
 FIRST = Path("docs/results/study")
 SECOND = Path("docs/results/study2")
+THIRD = Path("docs/results/study3")
 MODEL = "smollm2-135m"
 
 
@@ -50,19 +51,21 @@ def test_the_second_plan_skips_past_every_word_the_first_one_held_out():
     assert commits == {plan(SECOND)["code_commit"]}
 
 
+def assert_scores_only_fresh_words(study: Path, earlier: set[str]) -> None:
+    """Every committed run of `study` scored its 1,000 test words, none of them in `earlier`."""
+    committed = runs(study)
+    if not committed:
+        pytest.skip(f"no {study.name} run committed yet")
+    for run in committed:
+        words = scored_words(run)
+        assert len(words) == 1000, run
+        assert not words & earlier, f"{run}: {sorted(words & earlier)[:5]}"
+
+
 def test_no_second_study_run_scored_a_word_the_first_study_scored():
     first_words = set().union(*(scored_words(run) for run in runs(FIRST)))
     assert len(first_words) == 1000  # the first study's 1,000 test words, every run the same
-    second = runs(SECOND)
-    if not second:
-        pytest.skip("no second-study run committed yet")
-    for run in second:
-        words = scored_words(run)
-        assert len(words) == 1000, run
-        assert not words & first_words, f"{run}: {sorted(words & first_words)[:5]}"
-
-
-THIRD = Path("docs/results/study3")
+    assert_scores_only_fresh_words(SECOND, first_words)
 
 
 def test_the_third_plan_skips_past_every_word_the_second_one_held_out():
@@ -79,10 +82,4 @@ def test_the_third_plan_skips_past_every_word_the_second_one_held_out():
 def test_no_third_study_run_scored_a_word_an_earlier_study_scored():
     earlier = set().union(*(scored_words(run) for run in runs(FIRST) + runs(SECOND)))
     assert len(earlier) == 2000  # 1,000 test words per earlier study, disjoint
-    third = runs(THIRD)
-    if not third:
-        pytest.skip("no third-study run committed yet")
-    for run in third:
-        words = scored_words(run)
-        assert len(words) == 1000, run
-        assert not words & earlier, f"{run}: {sorted(words & earlier)[:5]}"
+    assert_scores_only_fresh_words(THIRD, earlier)
